@@ -1,0 +1,87 @@
+"""Shared fixtures: small generated cohorts, a fast training config, isolated stores."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from risk_model.config import Config, Settings, TrainingConfig, load_config
+from risk_model.demo import DemoData, make_demo
+
+REPO = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("STUDENT_RISK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def fast(config: Config) -> Config:
+    """The demo settings with a two-point grid and fewer trees: same method, test speed."""
+    training = TrainingConfig(
+        **{
+            **config.training.model_dump(),
+            "param_grid": [
+                {"num_leaves": 4, "min_data_in_leaf": 40, "lambda_l2": 5.0},
+                {"num_leaves": 15, "min_data_in_leaf": 20, "lambda_l2": 1.0},
+            ],
+            "max_trees": 300,
+            "early_stopping_rounds": 20,
+            "learning_rate": 0.1,
+            "reference_sample": 2000,
+        }
+    )
+    return config.model_copy(update={"training": training})
+
+
+@pytest.fixture(scope="session")
+def demo_config() -> Config:
+    return fast(load_config(REPO / "examples" / "demo.toml"))
+
+
+@pytest.fixture(scope="session")
+def small_demo() -> DemoData:
+    """Four past cohorts of 800 students and a drifted intake."""
+    return make_demo(n_per_cohort=800, n_past=4, seed=1)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "runtime")
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory, demo_config, small_demo):
+    """A runtime folder with a champion trained on `small_demo` and its intake scored (SQLite).
+
+    Session-scoped and shared: tests must not write into it (copy it first)."""
+    from risk_model import jobs
+    from risk_model.schema import validate
+
+    settings = Settings(home=tmp_path_factory.mktemp("trained") / "runtime")
+    c = demo_config.dataset
+    history = validate(small_demo.history, c, stage="train", source="history")
+    train = jobs.train_and_register(settings, demo_config, history)
+    intake = validate(small_demo.intake, c, stage="score", source="intake")
+    scored = jobs.score_and_store(settings, demo_config, intake)
+    return {"settings": settings, "train": train, "score": scored, "intake": intake}
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh schema in the real PostgreSQL for one test, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # pragma: no cover - CI must have PostgreSQL
+        pytest.fail(f"PostgreSQL at {PG_URL} is not reachable ({exc}); start it, or set STUDENT_RISK_TEST_PG_URL")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
