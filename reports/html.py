@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -68,3 +69,56 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: dict) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str))
+
+
+# Nothing on a report page may load from anywhere but the page itself.
+CSP = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    "script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; "
+    "font-src data:; connect-src 'none'; worker-src blob:\">"
+)
+
+_MAIN_STYLE = """
+<style>
+.sr-main{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222;max-width:1100px;
+ margin:0 auto 40px;padding:0 20px;line-height:1.45}
+.sr-main h2{font-size:1.15em;margin:28px 0 6px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sr-main table{border-collapse:collapse;margin:8px 0}
+.sr-main td,.sr-main th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:.92em}
+.sr-main th{background:#f3f3f3}.sr-main .note{color:#555;font-size:.9em}
+.sr-main .warn-text{color:#c62828;font-weight:600}.sr-main a{color:#1565c0}
+</style>
+"""
+
+
+def evidence(body: str) -> str:
+    """The evidence below a verdict, in house style (also inside an Evidently page)."""
+    return f'{_MAIN_STYLE}<main class="sr-main">{body}</main>'
+
+
+def document(title: str, body: str) -> str:
+    """A whole self-contained page: the CSP that forbids remote loads, then `body`."""
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{CSP}'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body style=\"margin:0;background:#fff\">{body}</body></html>"
+    )
+
+
+def inject_head(page: str, block: str) -> str:
+    """Put `block` first inside <head> of an Evidently page (e.g. the CSP)."""
+    m = re.search(r"<head(\s[^>]*)?>", page)
+    return page[: m.end()] + block + page[m.end() :] if m else page
+
+
+def pct(v: float | None, digits: int = 0) -> str:
+    """0.123 -> '12%'; empty for a missing value."""
+    if v is None or v != v:
+        return "n/a"
+    return f"{v:.{digits}%}"
+
+
+def num(v: float | None, digits: int = 2) -> str:
+    if v is None or v != v:
+        return "n/a"
+    return f"{v:.{digits}f}"

@@ -80,7 +80,9 @@ def _print_scoring(results: list[dict]) -> None:
 
 def _print_reports(results: list[dict]) -> None:
     for r in results:
-        typer.echo(f"\n[{r['cohort']}] {r['verdict']}\n  report:   {r['html']}")
+        typer.echo(f"\n[{r['cohort']} {r.get('report', '')}] {r['verdict']}\n  report:   {r['html']}")
+    if results:
+        typer.echo(f"\nAll reports: {Path(results[0]['html']).parents[3] / 'index.html'}")
 
 
 @app.command()
@@ -118,7 +120,14 @@ def demo(
     _print_training(out["train"])
     _print_scoring(out["score"])
     _print_reports(out["report"])
-    typer.echo(f"\nReal outcomes of {cohort}, for when you want to try the outcomes report: {paths['outcomes']}")
+    typer.echo(f"\nA year later the real outcomes of {cohort} arrive ({paths['outcomes']}):")
+    from flows.pipeline import outcomes_flow
+
+    try:
+        later = outcomes_flow(str(DEMO_CONFIG), str(paths["outcomes"]), str(settings.home), str(cohort), str(paths["intake"]))
+    except _known_errors() as exc:
+        _fail(exc)
+    _print_reports(later)
 
 
 @app.command()
@@ -176,6 +185,155 @@ def report(
     if strict and any(r["warning"] for r in out):
         typer.secho("A report crossed its warning threshold (--strict).", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=3)
+
+
+@app.command()
+def outcomes(
+    data: Annotated[Path, typer.Argument(help="Real outcomes of a scored cohort: id, cohort and outcome columns.")],
+    config: ConfigOpt,
+    home: HomeOpt = None,
+    cohort: CohortOpt = None,
+    intake: Annotated[
+        Path | None, typer.Option(help="The scored intake file: also rebuild the fairness report on real outcomes.")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
+) -> None:
+    """Record the real outcomes of a scored cohort and report how the model really did vs. its promise."""
+    _env()
+    from flows.pipeline import outcomes_flow
+
+    try:
+        out = outcomes_flow(str(config), str(data), _home(home), cohort, str(intake) if intake else None)
+    except _known_errors() as exc:
+        _fail(exc)
+    _print_reports(out)
+    if strict and any(r["warning"] for r in out):
+        typer.secho("A report crossed its warning threshold (--strict).", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
+
+
+@app.command()
+def deploy(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (TOML) (env STUDENT_RISK_DEPLOY_CONFIG_PATH).")] = None,
+    history: Annotated[Path | None, typer.Option(help="Past cohorts with outcomes (env STUDENT_RISK_DEPLOY_HISTORY_PATH).")] = None,
+    intake: Annotated[Path | None, typer.Option(help="The intake to score each year (env STUDENT_RISK_DEPLOY_INTAKE_PATH).")] = None,
+    outcomes: Annotated[Path | None, typer.Option(help="Real outcomes, when they arrive (env STUDENT_RISK_DEPLOY_OUTCOMES_PATH).")] = None,
+    cohort: CohortOpt = None,
+    home: Annotated[Path | None, typer.Option("--home", help="Runtime folder baked into the deployments; default: the worker's STUDENT_RISK_HOME.")] = None,
+    pool: Annotated[str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")] = None,
+    yearly_cron: Annotated[str | None, typer.Option(help="Yearly run, cron (env STUDENT_RISK_DEPLOY_YEARLY_CRON, default '0 6 1 9 *').")] = None,
+    term_cron: Annotated[str | None, typer.Option(help="Optional per-term scoring, cron (env STUDENT_RISK_DEPLOY_TERM_CRON).")] = None,
+) -> None:
+    """Register the yearly job (and train, score, report) as scheduled deployments on the Prefect server
+    at PREFECT_API_URL. Run it again after changing a setting: deployments are updated in place."""
+    _env()
+    from risk_model.config import DeploySettings
+
+    given = {"config_path": config, "history_path": history, "intake_path": intake, "outcomes_path": outcomes,
+             "cohort": cohort, "work_pool": pool, "yearly_cron": yearly_cron, "term_cron": term_cron}
+    settings = DeploySettings(**{k: v for k, v in given.items() if v is not None})
+    from flows.deploy import register
+
+    try:
+        ids = register(settings, _home(home))
+    except _known_errors() as exc:
+        _fail(exc)
+    for name in ids:
+        typer.echo(f"deployed  {name}")
+    typer.echo(f"\nYearly run: cron '{settings.yearly_cron}' ({settings.timezone})"
+               + (f"; per-term scoring: cron '{settings.term_cron}'" if settings.term_cron else ""))
+    typer.echo(f"Start a worker:  student-risk worker --pool {settings.work_pool}\n"
+               f"Run it now:      prefect deployment run 'yearly/{settings.name}'")
+
+
+@app.command()
+def worker(
+    pool: Annotated[str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")] = None,
+    home: HomeOpt = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many flow runs at once.")] = None,
+) -> None:
+    """Start a Prefect worker that runs the deployed flows (`prefect worker start --type process`)."""
+    _env()
+    from flows.deploy import exec_worker
+    from risk_model.config import DeploySettings, Settings
+
+    exec_worker(pool or DeploySettings().work_pool, home or Settings().home, limit)
+
+
+keys_app = typer.Typer(help="API keys of the advising API: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store(home: Path | None):
+    from risk_model import store
+    from risk_model.config import Settings
+
+    settings = Settings(home=home) if home else Settings()
+    return store.connect(settings.resolved_store_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option(help="read (stored scores), score (score new records) or admin (both).")],
+    name: Annotated[str, typer.Option(help="Who uses the key, e.g. case-management.")],
+    home: HomeOpt = None,
+) -> None:
+    """Create a key. It is printed once and stored only as a hash: keep it in the tool's secrets."""
+    from risk_model import keys
+
+    try:
+        key, secret = keys.create_key(_key_store(home), name=name, scope=scope)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(f"Key {key.id} ({key.name}, scope {key.scope}) created. Send it as the X-API-Key header:\n{secret}")
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOpt = None) -> None:
+    """List keys (never the keys themselves)."""
+    from risk_model import keys
+
+    for k in keys.list_keys(_key_store(home)):
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.id:>4}  {k.prefix}…  {k.scope:<6} {k.name:<30} created {k.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `keys list`).")], home: HomeOpt = None) -> None:
+    """Revoke a key: the API refuses it within api_key_cache_seconds (default 10 s)."""
+    from risk_model import keys
+
+    try:
+        k = keys.revoke_key(_key_store(home), key_id)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(f"Key {k.id} ({k.name}) revoked.")
+
+
+@app.command()
+def serve(
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help="Listen address [env STUDENT_RISK_API_HOST, 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env STUDENT_RISK_API_PORT, 8000].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes [env STUDENT_RISK_API_WORKERS, 1].")] = None,
+) -> None:
+    """Serve the advising API (scores over HTTP, OpenAPI at /docs) with uvicorn."""
+    import uvicorn
+
+    from risk_model.config import Settings
+
+    if home:
+        os.environ["STUDENT_RISK_HOME"] = str(home)  # the worker processes read their settings from the environment
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # concurrency comes from requests; no OpenMP oversubscription
+    settings = Settings()
+    uvicorn.run(
+        "risk_model.api:app_from_env",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_level="info",
+    )
 
 
 def main() -> None:

@@ -47,6 +47,11 @@ class DatasetContract(_Frozen):
         default=[], description="Sensitive columns the model may also use as features."
     )
     drop_columns: list[str] = []
+    monotone: dict[str, Literal[-1, 1]] = Field(
+        default={},
+        description="Numeric features whose effect on risk may only go one way: 1 = more never lowers "
+        "risk, -1 = more never raises it. Keeps the model believable to advisors.",
+    )
     feature_labels: dict[str, str] = Field(
         default={}, description="Plain-words label per feature, shown to advisors."
     )
@@ -71,6 +76,9 @@ class DatasetContract(_Frozen):
                 if col in seen:
                     raise ValueError(f"column {col!r} is listed under both {seen[col]} and {role}: keep one")
                 seen[col] = role
+        bad_mono = [c for c in self.monotone if c not in self.numeric_features]
+        if bad_mono:
+            raise ValueError(f"monotone names {bad_mono}, which are not numeric_features")
         stray = [c for c in self.sensitive_as_features if c not in self.sensitive_columns]
         if stray:
             raise ValueError(f"sensitive_as_features names {stray}, which are not in sensitive_columns")
@@ -116,6 +124,10 @@ class TrainingConfig(_Frozen):
         description="LightGBM parameter sets tried; the one with the best cohort-grouped CV log loss wins.",
     )
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    num_threads: int = Field(
+        0, ge=0, description="LightGBM threads; 0 = one thread below 100k rows (faster there, and immune to "
+        "busy cores), all cores above.",
+    )
     overfit_gap: float = Field(0.08, description="Train AUC minus validation AUC above this: overfits.")
     underfit_auc: float = Field(0.65, description="Train AUC below this: underfits.")
     reference_sample: int = Field(20_000, ge=100, description="Rows kept with the model as the drift reference.")
@@ -150,6 +162,16 @@ class ReportConfig(_Frozen):
     max_rows: int = Field(50_000, ge=1000, description="Rows per side above which reports sample.")
     min_group_size: int = Field(30, ge=1, description="Fairness groups smaller than this are merged or hidden.")
     bootstrap: int = Field(200, ge=10)
+    calibration_bins: int = Field(10, ge=2, le=50, description="Groups of equal size by predicted risk in calibration curves.")
+    fairness_gap: float = Field(
+        0.10, gt=0, le=1,
+        description="A between-group difference in ROC AUC, TPR or FPR above this (and beyond chance): a gap to review.",
+    )
+    calibration_gap: float = Field(
+        0.05, gt=0, le=1,
+        description="Two groups whose calibration error (observed rate minus mean predicted risk) differs by more than "
+        "this (beyond chance): a gap to review.",
+    )
 
 
 class SourceConfig(_Frozen):
@@ -181,7 +203,7 @@ def load_config(path: str | Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: settings file not found. Pass --config with a TOML file like examples/demo.toml.")
+        raise ConfigError(f"{path}: settings file not found. Pass --config with a TOML file like examples/demo.toml.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
     try:
@@ -201,6 +223,22 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("runtime"), description="Runtime folder: models, scores, reports, exports.")
     store_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file in the runtime folder.")
+    api_host: str = Field("127.0.0.1", description="Address `student-risk serve` listens on.")
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1, le=64, description="API server processes.")
+    api_max_records: int = Field(1000, ge=1, le=100_000, description="Most records one POST /v1/score may send.")
+    api_max_page_size: int = Field(1000, ge=1, le=100_000, description="Most students one cohort page returns.")
+    api_champion_ttl_seconds: float = Field(
+        2.0, ge=0, description="How often the API looks for a newly promoted champion (0: every request)."
+    )
+    api_key_cache_seconds: float = Field(
+        10.0, ge=0, description="How long the API trusts a checked key; a revoked key stops working within this."
+    )
+    api_durable_audit: bool = Field(
+        False,
+        description="PostgreSQL: wait for the WAL flush on each audit row (about 4 ms per lookup here); "
+        "off, a database crash can lose the audit rows of the last few hundred ms.",
+    )
 
     @property
     def registry_dir(self) -> Path:
@@ -217,3 +255,31 @@ class Settings(BaseSettings):
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{(self.home / 'scores.db').resolve()}"
+
+
+class DeploySettings(BaseSettings):
+    """How the flows are deployed on a Prefect server: schedules, work pool, default parameters.
+
+    Read from the environment (`STUDENT_RISK_DEPLOY_*`, e.g. the compose env file) or given
+    by `student-risk deploy` options. Paths are as the worker sees them.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STUDENT_RISK_DEPLOY_", extra="ignore")
+
+    name: str = Field("student-risk", description="Deployment name: runs are `<flow>/<name>`, e.g. `yearly/student-risk`.")
+    work_pool: str = Field("student-risk", description="Prefect work pool (type process) the worker polls.")
+    yearly_cron: str = Field("0 6 1 9 *", description="When the yearly job runs (cron; default 06:00 on 1 September).")
+    term_cron: str | None = Field(None, description="Optional re-scoring of the intake each term (cron), e.g. '0 6 1 1,4 *'.")
+    timezone: str = Field("UTC", description="IANA time zone of the cron schedules, e.g. Europe/London.")
+    config_path: Path | None = Field(None, description="Settings file (TOML) the flows use.")
+    history_path: Path | None = Field(None, description="Past cohorts with outcomes (file or raw-source folder).")
+    intake_path: Path | None = Field(None, description="The new intake to score (file or raw-source folder).")
+    outcomes_path: Path | None = Field(None, description="Real outcomes of the last scored intake, when they arrive.")
+    cohort: str | None = Field(None, description="Only this cohort of the intake file; all when empty.")
+    fail_on_drift: bool = Field(True, description="Mark the yearly/report run Failed when a report crosses its threshold.")
+    notify_block: str | None = Field(
+        None, description="Prefect notification block (`<type>/<name>`, e.g. `slack-webhook/advising`) told of failed runs."
+    )
+    dask_address: str | None = Field(None, description="Dask scheduler for partitioned scoring; a local cluster when empty.")
+    dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster when no address is given.")
+    partitions: int = Field(4, ge=1, description="Partitions of the intake for partitioned scoring.")

@@ -12,6 +12,7 @@ leaves half a model; the champion pointer is swapped with `os.replace`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -110,8 +111,22 @@ class Registry:
     def points(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir() if (p / "versions").is_dir()) if self.root.exists() else []
 
+    def find(self, fingerprint: str, settings_hash: str, point: str = "default") -> str | None:
+        """The version already trained on exactly this data with exactly these settings, if any."""
+        for version in self.versions(point):
+            md = json.loads((self._point(point) / "versions" / version / "metadata.json").read_text())
+            if md["data_fingerprint"] == fingerprint and md.get("settings_hash") == settings_hash:
+                return version
+        return None
+
     def save(self, result: TrainResult, config: Config, *, point: str = "default") -> str:
-        """Write a new version directory atomically and return its version id."""
+        """Write a new version directory atomically and return its version id.
+
+        Training again on the same data with the same settings returns the existing version."""
+        digest = settings_hash(config)
+        existing = self.find(result.fingerprint, digest, point)
+        if existing:
+            return existing
         now = datetime.now(UTC)
         version = f"{now:%Y%m%d-%H%M%S}-{result.fingerprint[:8]}"
         versions = self._point(point) / "versions"
@@ -140,6 +155,7 @@ class Registry:
             "summary": result.summary,
             "libraries": {lib: pkg_version(lib) for lib in LIBRARIES},
             "data_fingerprint": result.fingerprint,
+            "settings_hash": digest,
         }
         _write_json(tmp / "metadata.json", metadata)
         (tmp / "model_card.md").write_text(model_card(metadata))
@@ -198,6 +214,12 @@ class Registry:
         booster = lgb.Booster(model_file=str(path / "model.txt"))
         cal = Calibrator(metadata["calibrator"]["method"], metadata["calibrator"]["params"])
         return Bundle(version, path, booster, cal, metadata)
+
+
+def settings_hash(config: Config) -> str:
+    """SHA-256 of what shapes a model: the dataset contract and the training settings."""
+    blob = json.dumps({"dataset": config.dataset.model_dump(), "training": config.training.model_dump()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def check_contract(metadata: dict, contract: DatasetContract) -> None:

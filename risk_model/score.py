@@ -64,6 +64,32 @@ def top_factors(contrib: np.ndarray, X: pd.DataFrame, n: int) -> list[list[dict]
     return out
 
 
+def probabilities(
+    bundle: Bundle,
+    df: pd.DataFrame,
+    contract: DatasetContract,
+    s: ScoringConfig,
+    *,
+    factors: bool = True,
+    progress: Callable[[str], None] = log.info,
+) -> tuple[np.ndarray, list[list[dict]]]:
+    """Calibrated probability and top factors of each row. Row by row, so slices of an intake can be
+    done apart (other processes or machines); ranks and capacity tiers need the whole cohort: `assemble`."""
+    X = build_features(df, contract, bundle.levels)
+    threads = 1 if len(X) < CHUNK else 0  # OpenMP start-up costs more than it saves on small inputs
+    raw = bundle.booster.predict(X, raw_score=True, num_threads=threads)
+    p = bundle.calibrator(raw)
+    factor_lists: list = [[] for _ in range(len(X))]
+    if factors and s.n_factors:
+        factor_lists = []
+        for start in range(0, len(X), CHUNK):
+            part = X.iloc[start : start + CHUNK]
+            factor_lists += top_factors(bundle.booster.predict(part, pred_contrib=True, num_threads=threads), part, s.n_factors)
+            if len(X) > CHUNK:
+                progress(f"Explained {min(start + CHUNK, len(X))}/{len(X)} students")
+    return p, factor_lists
+
+
 def score(
     bundle: Bundle,
     df: pd.DataFrame,
@@ -78,17 +104,20 @@ def score(
     for col, values in unseen.items():
         progress(f"Column {col!r}: {sum(values.values())} student(s) with categories never seen in training "
                  f"{sorted(values)[:5]}; scored as 'unknown'.")
-    X = build_features(df, contract, bundle.levels)
-    raw = bundle.booster.predict(X, raw_score=True)
-    p = bundle.calibrator(raw)
-    factor_lists: list = [[] for _ in range(len(X))]
-    if factors and s.n_factors:
-        factor_lists = []
-        for start in range(0, len(X), CHUNK):
-            part = X.iloc[start : start + CHUNK]
-            factor_lists += top_factors(bundle.booster.predict(part, pred_contrib=True), part, s.n_factors)
-            if len(X) > CHUNK:
-                progress(f"Explained {min(start + CHUNK, len(X))}/{len(X)} students")
+    p, factor_lists = probabilities(bundle, df, contract, s, factors=factors, progress=progress)
+    return assemble(bundle, df, contract, s, p, factor_lists, unseen)
+
+
+def assemble(
+    bundle: Bundle,
+    df: pd.DataFrame,
+    contract: DatasetContract,
+    s: ScoringConfig,
+    p: np.ndarray,
+    factor_lists: list[list[dict]],
+    unseen: dict[str, dict[str, int]],
+) -> ScoreResult:
+    """Rank and tier the whole cohort's probabilities (row order of `df`) into the stored score table."""
     rank = np.empty(len(p), dtype=np.int64)
     rank[np.argsort(-p, kind="stable")] = np.arange(1, len(p) + 1)
     scored_at = datetime.now(UTC).replace(microsecond=0)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
@@ -90,8 +90,11 @@ class TrainResult:
     fingerprint: str = ""
 
 
-def _base_params(t: TrainingConfig) -> dict:
+def _base_params(t: TrainingConfig, c: DatasetContract, n_rows: int) -> dict:
     return {
+        "num_threads": t.num_threads or (1 if n_rows < 100_000 else 0),
+        "monotone_constraints": [c.monotone.get(f, 0) for f in c.features],
+        "monotone_constraints_method": "advanced",
         "objective": "binary",
         "metric": "binary_logloss",
         "learning_rate": t.learning_rate,
@@ -116,14 +119,16 @@ def _folds(cohorts: np.ndarray, y: np.ndarray, seed: int) -> tuple[list, str]:
     return list(skf.split(cohorts, y)), "StratifiedKFold(5) inside the only cohort"
 
 
-def select_and_fit(X: pd.DataFrame, y: np.ndarray, cohorts: np.ndarray, levels: dict, t: TrainingConfig) -> FittedModel:
+def select_and_fit(
+    X: pd.DataFrame, y: np.ndarray, cohorts: np.ndarray, levels: dict, t: TrainingConfig, c: DatasetContract
+) -> FittedModel:
     """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all."""
     folds, fold_kind = _folds(cohorts, y, t.seed)
     data = lgb.Dataset(X, y, free_raw_data=False, params={"feature_pre_filter": False})
     best = None
     search = []
     for grid_point in t.param_grid:
-        params = {**_base_params(t), **grid_point}
+        params = {**_base_params(t, c, len(y)), **grid_point}
         res = lgb.cv(
             params,
             data,
@@ -195,7 +200,7 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
     k = t.top_k_percent
 
     progress(f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}")
-    model = select_and_fit(X, y, cohorts, levels, t)
+    model = select_and_fit(X, y, cohorts, levels, t, c)
     metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}}
     metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
     metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
@@ -213,7 +218,7 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
             test_cohort = cohorts[te[0]]
             progress(f"Backtest: training on cohorts before {test_cohort}, testing on {test_cohort}")
             tr_levels = category_levels(df.iloc[tr], c)
-            fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t)
+            fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t, c)
             preds = {
                 "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),
                 "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),

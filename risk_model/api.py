@@ -1,0 +1,664 @@
+"""The advising API: stored scores, scoring of new records, the model and its reports over HTTP.
+
+`create_app(settings)` builds the app; the lifespan hook connects the store (migrating it)
+and loads each prediction point's champion once. A newly promoted champion is picked up
+without a restart: the champion pointer file is stat-ed at most every
+`api_champion_ttl_seconds`. Keys come in the `X-API-Key` header (never a query parameter,
+so they cannot reach an access log) and are checked by a dependency per route scope.
+Nothing here logs a request's headers.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the per-app ScoreRequest model.
+import base64
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from risk_model import keys, store
+from risk_model.config import DatasetContract, ScoringConfig, Settings
+from risk_model.registry import Bundle, Registry
+from risk_model.schema import ContractError, validate
+
+log = logging.getLogger(__name__)
+
+Tier = Literal["high", "medium", "low"]
+POINT = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"  # a registry folder name; never a path
+
+
+# --- response and request models ---------------------------------------------------------
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Factor(BaseModel):
+    feature: str
+    direction: Literal["raises", "lowers"]
+    label: str = Field(description="Plain words for advisors, e.g. 'score in the first assessment raises risk'.")
+
+
+class StudentRisk(BaseModel):
+    student_id: str
+    cohort: str
+    point: str = Field(description="Prediction point of the model that scored (e.g. day30; 'default').")
+    probability: float
+    tier: Tier
+    rank: int = Field(description="1 = highest risk in the cohort.")
+    factors: list[Factor]
+    model_version: str
+    scored_at: datetime
+
+
+class CohortStudent(BaseModel):
+    student_id: str
+    probability: float
+    tier: Tier
+    rank: int
+
+
+class CohortPage(BaseModel):
+    cohort: str
+    point: str
+    students: list[CohortStudent]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class TierCounts(BaseModel):
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+
+
+class CohortSummary(BaseModel):
+    cohort: str
+    point: str
+    n_students: int
+    tiers: TierCounts
+    model_version: str | None = None
+    scored_at: datetime | None = None
+
+
+class CohortList(BaseModel):
+    cohorts: list[CohortSummary]
+
+
+class ScoredRecord(BaseModel):
+    index: int
+    student_id: str
+    probability: float
+    tier: Tier | None = Field(description="Tier the latest scored cohort of this point would give; null if none is stored.")
+    factors: list[Factor]
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    point: str
+    tier_basis: str | None = Field(description="Which stored cohort's tier boundaries were applied.")
+    warnings: list[str]
+    results: list[ScoredRecord]
+
+
+class CohortMetrics(BaseModel):
+    n: int
+    base_rate: float | None = None
+    roc_auc: float | None = None
+    pr_auc: float | None = None
+    brier: float | None = None
+    recall_top_k: float | None = None
+
+
+class Validation(BaseModel):
+    kind: str = Field(description="backtest (forward, by cohort) or cv.")
+    verdict: str
+    auc: float | None
+    train_auc: float | None
+    logistic_auc: float | None
+    headline: str
+    by_cohort: dict[str, CohortMetrics]
+
+
+class RealPerformance(CohortMetrics):
+    cohort: str
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    point: str
+    points: list[str] = Field(description="Every prediction point with a champion, latest first.")
+    version: str
+    created_at: str
+    training_cohorts: list[str]
+    n_training_rows: int
+    validation: Validation
+    real_performance: list[RealPerformance] = Field(description="Scored cohorts with recorded outcomes, newest first.")
+    model_card: str = Field(description="Markdown.")
+
+
+class ReportEntry(BaseModel):
+    path: str = Field(description="Relative to the reports folder.")
+    report: str | None
+    cohort: str | None
+    model_version: str | None
+    verdict: str | None
+    warning: bool | None
+    modified_at: datetime
+
+
+class ReportIndex(BaseModel):
+    reports: list[ReportEntry]
+
+
+def _score_request(max_records: int) -> type[BaseModel]:
+    return create_model(
+        "ScoreRequest",
+        __config__=ConfigDict(extra="forbid"),
+        records=(
+            list[dict[str, Any]],
+            Field(
+                min_length=1,
+                max_length=max_records,
+                description=f"1 to {max_records} student records, each with the champion's contract columns "
+                "(id, cohort, every feature; null for an unknown value). Nothing is stored.",
+            ),
+        ),
+    )
+
+
+# --- ordering helpers ----------------------------------------------------------------------
+
+
+def natural_key(value: str) -> tuple:
+    """2019 < 2020 and 2013B < 2013J < 2014B: digits compare as numbers."""
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.findall(r"\d+|\D+", value))
+
+
+def point_key(point: str) -> int:
+    """Later prediction points sort higher: day30 > day0 > default."""
+    digits = re.findall(r"\d+", point)
+    return int(digits[-1]) if digits else -1
+
+
+# --- champions, hot-swapped ------------------------------------------------------------------
+
+
+class Champions:
+    """The champion bundle of each prediction point, reloaded when its pointer file changes."""
+
+    def __init__(self, registry: Registry, ttl: float) -> None:
+        self.registry, self.ttl = registry, ttl
+        self._lock = threading.Lock()
+        self._bundles: dict[str, tuple[tuple, Bundle]] = {}
+        self._checked: dict[str, float] = {}
+        self._points: tuple[float, list[str]] = (-math.inf, [])
+        self._metadata: dict[tuple[str, str], dict] = {}
+        self._derived: dict[tuple[str, str], Any] = {}
+
+    def points(self) -> list[str]:
+        """Points with a champion, latest first."""
+        checked, points = self._points
+        if time.monotonic() - checked >= self.ttl:
+            root = self.registry.root
+            found = [p for p in self.registry.points() if (root / p / "champion.json").exists()]
+            points = sorted(found, key=lambda p: (point_key(p), p), reverse=True)
+            self._points = (time.monotonic(), points)
+        return points
+
+    def latest_point(self) -> str | None:
+        points = self.points()
+        return points[0] if points else None
+
+    def _signature(self, point: str) -> tuple | None:
+        try:
+            st = os.stat(self.registry.root / point / "champion.json")
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_ino, st.st_size
+
+    def get(self, point: str) -> Bundle | None:
+        """The point's champion; a changed pointer loads the new one (the old one serves if that fails)."""
+        entry = self._bundles.get(point)
+        if entry is not None and time.monotonic() - self._checked.get(point, -math.inf) < self.ttl:
+            return entry[1]
+        with self._lock:
+            entry = self._bundles.get(point)
+            sig = self._signature(point)
+            if sig is None:
+                self._checked[point] = time.monotonic()
+                return entry[1] if entry else None
+            if entry is None or entry[0] != sig:
+                try:
+                    version = self.registry.champion(point)
+                    bundle = entry[1] if entry and entry[1].version == version else self.registry.load(version, point=point)
+                except Exception:
+                    log.exception("Could not load the champion of point %s; keeping the one loaded", point)
+                    return entry[1] if entry else None
+                if entry is None or entry[1].version != bundle.version:
+                    log.info("Point %s: champion model is now %s", point, bundle.version)
+                entry = (sig, bundle)
+                self._bundles[point] = entry
+            self._checked[point] = time.monotonic()
+            return entry[1]
+
+    def metadata(self, point: str, version: str) -> dict:
+        """A version's metadata.json (cached: versions never change); {} if it is gone."""
+        key = (point, version)
+        if key not in self._metadata:
+            path = self.registry.root / point / "versions" / version / "metadata.json"
+            try:
+                self._metadata[key] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return {}
+        return self._metadata[key]
+
+    def derived(self, bundle: Bundle, what: str, build: Callable[[Bundle], Any]) -> Any:
+        """Something built once per model version (its contract, its record validator)."""
+        key = (bundle.version, what)
+        if key not in self._derived:
+            self._derived[key] = build(bundle)
+        return self._derived[key]
+
+
+def contract_of(bundle: Bundle) -> DatasetContract:
+    """The dataset contract the model was trained with, from its metadata."""
+    c, md = bundle.metadata["contract"], bundle.metadata
+    sensitive_features = [f for f in c["categorical_features"] if f in c["sensitive_columns"]]
+    return DatasetContract(
+        id_column=c["id_column"],
+        cohort_column=c["cohort_column"],
+        outcome_column=c["outcome_column"],
+        at_risk_values=c["at_risk_values"],
+        numeric_features=c["numeric_features"],
+        categorical_features=[f for f in c["categorical_features"] if f not in sensitive_features],
+        sensitive_columns=c["sensitive_columns"],
+        sensitive_as_features=sensitive_features,
+        feature_labels=md.get("feature_labels", {}),
+    )
+
+
+def record_validator(bundle: Bundle) -> TypeAdapter:
+    """Validates a list of records against the model's contract: id and cohort required, every
+    feature present (null when unknown), sensitive columns the model does not use optional."""
+    c = contract_of(bundle)
+    fields: dict[str, Any] = {
+        "f_id": (str, Field(alias=c.id_column, min_length=1, max_length=128)),
+        "f_cohort": (str, Field(alias=c.cohort_column, min_length=1, max_length=64)),
+    }
+    for i, col in enumerate(c.numeric_features):
+        fields[f"n{i}"] = (float | None, Field(alias=col, allow_inf_nan=False))
+    for i, col in enumerate(c.categorical):
+        fields[f"c{i}"] = (str | None, Field(alias=col, max_length=256))
+    for i, col in enumerate(s for s in c.sensitive_columns if s not in c.categorical):
+        fields[f"s{i}"] = (str | None, Field(None, alias=col, max_length=256))
+    record = create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
+    return TypeAdapter(list[record])
+
+
+# --- state and auth ----------------------------------------------------------------------------
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    engine: Engine
+    champions: Champions
+    key_cache: dict[str, tuple[keys.ApiKey | None, float]] = field(default_factory=dict)
+    floors: dict[str, tuple[float, str | None, dict[str, float]]] = field(default_factory=dict)
+
+    def tier_floors(self, point: str) -> tuple[str | None, dict[str, float]]:
+        """Tier boundaries of the newest scored cohort of `point`, refreshed like the champion."""
+        cached = self.floors.get(point)
+        if cached and time.monotonic() - cached[0] < max(self.settings.api_champion_ttl_seconds, 0.5):
+            return cached[1], cached[2]
+        runs = store.latest_runs(self.engine, point)
+        cohort = max((r["cohort"] for r in runs), key=natural_key, default=None)
+        floors = store.tier_floors(self.engine, cohort, point) if cohort else {}
+        self.floors[point] = (time.monotonic(), cohort, floors)
+        return cohort, floors
+
+
+def _state(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="A key from `student-risk keys create --scope read|score|admin`."
+)
+
+
+def require(scope: keys.Scope) -> Callable:
+    """A dependency: the caller's key, which must exist, be active and allow `scope`."""
+
+    async def check_key(request: Request, key: Annotated[str | None, Security(_key_header)] = None) -> keys.ApiKey:
+        if not key:
+            raise HTTPException(401, "Missing API key: send it in the X-API-Key header.", {"WWW-Authenticate": "ApiKey"})
+        api = _state(request)
+        digest = keys.hash_key(key)
+        hit = api.key_cache.get(digest)
+        if hit is not None and hit[1] > time.monotonic():
+            found = hit[0]
+        else:
+            found = await run_in_threadpool(keys.find_key, api.engine, key)
+            if api.settings.api_key_cache_seconds > 0:
+                if len(api.key_cache) > 10_000:
+                    api.key_cache.clear()
+                api.key_cache[digest] = (found, time.monotonic() + api.settings.api_key_cache_seconds)
+        if found is None:
+            raise HTTPException(401, "Unknown or revoked API key.", {"WWW-Authenticate": "ApiKey"})
+        if not found.allows(scope):
+            raise HTTPException(403, f"This key has scope {found.scope!r}; this request needs {scope!r} (or admin).")
+        return found
+
+    return check_key
+
+
+def _errors(code: int, *more: int) -> dict:
+    return {c: {"model": Problem} for c in (code, *more)}
+
+
+AUTH = _errors(401, 403)
+
+
+def _bad(loc: tuple, msg: str, kind: str = "value_error") -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
+
+
+def encode_cursor(probability: float, student_id: str) -> str:
+    raw = json.dumps([probability, student_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        p, sid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p) or not isinstance(sid, str):
+            raise ValueError
+    except (ValueError, TypeError):
+        raise _bad(("query", "cursor"), "Not a cursor from this API: pass next_cursor of the previous page.") from None
+    return float(p), sid
+
+
+def _factors(stored: list[dict], labels: dict[str, str]) -> list[Factor]:
+    return [
+        Factor(
+            feature=f["feature"],
+            direction=f["direction"],
+            label=f"{labels.get(f['feature'], f['feature'].replace('_', ' '))} {f['direction']} risk",
+        )
+        for f in stored
+    ]
+
+
+def _utc(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t  # SQLite keeps no zone
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+StudentId = Annotated[str, Path(min_length=1, max_length=128)]
+CohortName = Annotated[str, Path(min_length=1, max_length=64)]
+PointQuery = Annotated[
+    str | None, Query(pattern=POINT, description="Prediction point, e.g. day30; default: the latest one.")
+]
+
+
+def _v1(settings: Settings) -> Any:
+    from fastapi import APIRouter
+
+    router = APIRouter(prefix="/v1")
+    ScoreRequest = _score_request(settings.api_max_records)
+
+    @router.get("/students/{student_id}/risk", response_model=StudentRisk, responses=_errors(404) | AUTH)
+    def student_risk(
+        request: Request,
+        student_id: StudentId,
+        key: Annotated[keys.ApiKey, Depends(require("read"))],
+        cohort: Annotated[str | None, Query(min_length=1, max_length=64, description="Default: the latest.")] = None,
+        point: PointQuery = None,
+    ) -> StudentRisk:
+        """A student's latest score (or of ?cohort=, ?point=): probability, tier, top factors. Audited."""
+        api = _state(request)
+        rows = store.student_scores(api.engine, student_id, key_id=key.id, cohort=cohort, point=point)
+        if not rows:
+            raise HTTPException(404, "No stored score for this student" + (" with these filters." if cohort or point else "."))
+        row = max(rows, key=lambda r: (natural_key(r["cohort"]), point_key(r["point"]), str(r["scored_at"])))
+        labels = api.champions.metadata(row["point"], row["model_version"]).get("feature_labels", {})
+        return StudentRisk(
+            student_id=student_id, cohort=row["cohort"], point=row["point"], probability=row["probability"],
+            tier=row["tier"], rank=row["rank"], factors=_factors(row["factors"], labels),
+            model_version=row["model_version"], scored_at=_utc(row["scored_at"]),
+        )
+
+    @router.get("/cohorts", response_model=CohortList, responses=AUTH)
+    def cohorts(request: Request, key: Annotated[keys.ApiKey, Depends(require("read"))]) -> CohortList:
+        """Every scored cohort and prediction point with its students per tier, newest first."""
+        rows = store.cohort_summaries(_state(request).engine)
+        rows.sort(key=lambda r: (natural_key(r["cohort"]), point_key(r["point"])), reverse=True)
+        return CohortList(cohorts=[CohortSummary(**{**r, "scored_at": _utc(r.get("scored_at"))}) for r in rows])
+
+    @router.get("/cohorts/{cohort}/students", response_model=CohortPage, responses=_errors(404) | AUTH)
+    def cohort_students(
+        request: Request,
+        cohort: CohortName,
+        key: Annotated[keys.ApiKey, Depends(require("read"))],
+        point: PointQuery = None,
+        tier: Tier | None = None,
+        min_probability: Annotated[float | None, Query(ge=0, le=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=settings.api_max_page_size)] = 100,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+    ) -> CohortPage:
+        """A cohort's students, highest risk first (ties by student id), one page per call. Audited."""
+        api = _state(request)
+        after = decode_cursor(cursor) if cursor else None
+        if point is None:
+            points = store.cohort_points(api.engine, cohort)
+            if not points:
+                raise HTTPException(404, "No scores stored for this cohort.")
+            point = max(points, key=lambda p: (point_key(p), p))
+        rows = store.cohort_page(
+            api.engine, cohort, point, key_id=key.id, limit=limit, tier=tier, min_probability=min_probability, after=after
+        )
+        if not rows and after is None and not store.cohort_points(api.engine, cohort):
+            raise HTTPException(404, "No scores stored for this cohort.")
+        last = rows[-1] if len(rows) == limit else None
+        return CohortPage(
+            cohort=cohort, point=point, students=rows,
+            next_cursor=encode_cursor(last["probability"], last["student_id"]) if last else None,
+        )
+
+    @router.post("/score", response_model=ScoreResponse, responses=_errors(404, 503) | AUTH)
+    def score_records(
+        request: Request,
+        body: ScoreRequest,  # type: ignore[valid-type]
+        key: Annotated[keys.ApiKey, Depends(require("score"))],
+        point: PointQuery = None,
+        factors: Annotated[bool, Query(description="Compute each record's top factors (the slow part).")] = True,
+    ) -> ScoreResponse:
+        """Score records with the champion model without storing them."""
+        from risk_model.score import score
+
+        api = _state(request)
+        point = point or api.champions.latest_point()
+        bundle = api.champions.get(point) if point else None
+        if bundle is None:
+            raise HTTPException(503 if point is None else 404, f"No champion model for prediction point {point!r}.")
+        contract = api.champions.derived(bundle, "contract", contract_of)
+        try:
+            records = api.champions.derived(bundle, "records", record_validator).validate_python(body.records)
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [  # without the offending input: a record is not echoed back
+                    {"loc": ("body", "records", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors(include_url=False, include_context=False)
+                ]
+            ) from None
+        frame = pd.DataFrame([r.model_dump(by_alias=True) for r in records])
+        try:
+            frame = validate(frame, contract, stage="score", source="request")
+        except ContractError as exc:
+            raise _bad(("body", "records"), str(exc), "contract") from None
+        warnings: list[str] = []
+        result = score(bundle, frame, contract, ScoringConfig(), factors=factors, progress=warnings.append)
+        basis, floors = api.tier_floors(point)
+        labels = contract.feature_labels
+        out = []
+        for i, r in enumerate(result.scores.itertuples(index=False)):
+            p = float(r.probability)
+            tier = next((t for t in ("high", "medium") if t in floors and p >= floors[t]), "low" if floors else None)
+            out.append(ScoredRecord(index=i, student_id=r.student_id, probability=p, tier=tier, factors=_factors(r.factors, labels)))
+        return ScoreResponse(
+            model_version=bundle.version, point=point, warnings=warnings, results=out,
+            tier_basis=f"tier boundaries of cohort {basis} (point {point})" if floors else None,
+        )
+
+    @router.get("/model", response_model=ModelInfo, responses=_errors(404) | AUTH)
+    def model(request: Request, key: Annotated[keys.ApiKey, Depends(require("read"))], point: PointQuery = None) -> ModelInfo:
+        """The champion: version, training cohorts, validation, real performance so far, model card."""
+        api = _state(request)
+        point = point or api.champions.latest_point()
+        bundle = api.champions.get(point) if point else None
+        if bundle is None:
+            raise HTTPException(404, f"No champion model for prediction point {point!r}.")
+        return model_info(bundle, point, api.champions.points(), store.scored_outcomes(api.engine, point))
+
+    @router.get("/reports", response_model=ReportIndex, responses=AUTH)
+    def reports(
+        request: Request,
+        key: Annotated[keys.ApiKey, Depends(require("read"))],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> ReportIndex:
+        """The report index: every report's JSON summary, newest first, with its verdict."""
+        return report_index(_state(request).settings, limit)
+
+    return router
+
+
+def model_info(bundle: Bundle, point: str, points: list[str], scored: pd.DataFrame) -> ModelInfo:
+    """What GET /v1/model answers, from a bundle and its point's scores joined with outcomes."""
+    from risk_model.evaluate import metrics
+
+    md, s = bundle.metadata, bundle.metadata["summary"]
+    kind = s.get("validation", "cv")
+    by_cohort = md["metrics"].get(kind, {}).get("lightgbm", {})
+    real = [
+        RealPerformance(cohort=c, model_version=v, **_finite(metrics(g.at_risk.to_numpy(), g.probability.to_numpy(), md["top_k_percent"])))
+        for (c, v), g in scored.groupby(["cohort", "model_version"])
+    ]
+    real.sort(key=lambda r: natural_key(r.cohort), reverse=True)
+    return ModelInfo(
+        point=point, points=points, version=bundle.version, created_at=md["created_at"],
+        training_cohorts=md["training_cohorts"], n_training_rows=md["n_training_rows"],
+        validation=Validation(
+            kind=kind, verdict=s["verdict"], auc=s.get("validation_auc"), train_auc=s.get("train_auc"),
+            logistic_auc=s.get("logistic_auc"), headline=s["headline"],
+            by_cohort={c: CohortMetrics(**_finite(m)) for c, m in by_cohort.items() if c != "all"},
+        ),
+        real_performance=real, model_card=bundle.model_card(),
+    )
+
+
+def _finite(m: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
+
+
+def report_index(settings: Settings, limit: int) -> ReportIndex:
+    """The newest `limit` report JSON files under the reports folder, each with its verdict."""
+    root = settings.reports_dir
+    found = []
+    for path in root.glob("**/*.json") if root.is_dir() else []:
+        try:
+            found.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    entries = []
+    for mtime, path in sorted(found, reverse=True)[:limit]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        text = {k: (str(data[k]) if data.get(k) is not None else None) for k in ("report", "cohort", "model_version", "verdict")}
+        warning = data.get("warning")
+        entries.append(
+            ReportEntry(
+                path=str(path.relative_to(root)), **text, warning=warning if isinstance(warning, bool) else None,
+                modified_at=datetime.fromtimestamp(mtime, UTC),
+            )
+        )
+    return ReportIndex(reports=entries)
+
+
+# --- the app -------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for `settings`: its store, its model registry, its reports folder."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = store.connect(settings.resolved_store_url, serving=True, durable_audit=settings.api_durable_audit)
+        champions = Champions(Registry(settings.registry_dir), settings.api_champion_ttl_seconds)
+        for point in champions.points():
+            champions.get(point)
+        app.state.api = ApiState(settings, engine, champions)
+        log.info("Advising API ready: champions %s", {p: b[1].version for p, b in champions._bundles.items()} or "none")
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="student-risk advising API",
+        version="1",
+        description="Risk scores of incoming students for advising tools. Send an API key in X-API-Key.",
+        lifespan=lifespan,
+    )
+    app.include_router(_v1(settings))
+
+    @app.exception_handler(DBAPIError)
+    async def store_down(request: Request, exc: DBAPIError) -> JSONResponse:
+        log.error("Store error on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+        return JSONResponse({"detail": "The score store is not answering; try again shortly."}, status_code=503)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Alive."""
+        return {"status": "alive"}
+
+    @app.get("/ready", tags=["ops"], responses=_errors(503))
+    def ready(request: Request) -> JSONResponse:
+        """Ready when the store answers and at least one champion model is loaded."""
+        api = _state(request)
+        try:
+            store.ping(api.engine)
+            reachable = True
+        except DBAPIError:
+            reachable = False
+        champions = {p: b.version for p in api.champions.points() if (b := api.champions.get(p)) is not None}
+        ok = reachable and bool(champions)
+        body = {"status": "ready" if ok else "not ready", "store": "ok" if reachable else "unreachable", "champions": champions}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings from the environment (STUDENT_RISK_*): uvicorn's factory."""
+    return create_app(Settings())

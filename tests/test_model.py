@@ -1,0 +1,201 @@
+"""Training, validation by cohort, calibration, registry and scoring: what a good model must do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from risk_model import evaluate, jobs, store
+from risk_model.config import ScoringConfig, Settings
+from risk_model.demo import make_demo
+from risk_model.registry import Registry, RegistryError
+from risk_model.schema import validate
+from risk_model.score import score, tiers
+from risk_model.splits import ForwardCohortSplit
+from risk_model.train import train
+
+
+def test_forward_split_trains_only_on_earlier_cohorts():
+    groups = np.array(["2013J", "2013B", "2014B", "2013B", "2014J", "2013J"])
+    order = lambda c: (int(c[:4]), c[4])  # noqa: E731
+    splits = list(ForwardCohortSplit(order=order).split(groups, groups=groups))
+    assert [sorted(set(groups[te])) for _, te in splits] == [["2013J"], ["2014B"], ["2014J"]]
+    for tr, te in splits:
+        assert all(order(a) < order(groups[te[0]]) for a in groups[tr])
+    with pytest.raises(ValueError, match="min_train_cohorts=3 and only 2 cohort"):
+        list(ForwardCohortSplit(min_train_cohorts=3).split([0, 1], groups=["a", "b"]))
+
+
+def test_recall_at_top_k():
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+    p = np.array([0.9, 0.8, 0.7, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.2])
+    assert evaluate.recall_at_top_k(y, p, 20) == pytest.approx(1 / 3)
+    assert evaluate.recall_at_top_k(y, p, 30) == pytest.approx(2 / 3)
+
+
+def test_verdict_thresholds():
+    assert evaluate.verdict(0.80, 0.78, overfit_gap=0.08, underfit_auc=0.65) == "generalizes"
+    assert evaluate.verdict(0.95, 0.78, overfit_gap=0.08, underfit_auc=0.65) == "overfits"
+    assert evaluate.verdict(0.60, 0.58, overfit_gap=0.08, underfit_auc=0.65) == "underfits"
+
+
+def test_training_result(trained_home):
+    t = trained_home["train"]
+    md = Registry(trained_home["settings"].registry_dir).load().metadata
+    # cohort-grouped validation: CV and backtest metrics for each cohort, backtest never on the first
+    assert set(md["metrics"]["cv"]["lightgbm"]) == {"2019", "2020", "2021", "2022", "all"}
+    assert set(md["metrics"]["backtest"]["lightgbm"]) == {"2020", "2021", "2022", "all"}
+    assert set(md["metrics"]["backtest"]) == {"lightgbm", "logistic", "base_rate"}
+    assert md["cv_folds"] == "LeaveOneGroupOut over cohorts"
+    assert t["verdict"] in {"generalizes", "overfits", "underfits"} and t["verdict"] in t["headline"]
+    for key in ("features", "category_levels", "training_cohorts", "libraries", "data_fingerprint", "calibrator"):
+        assert md[key]
+    assert "student_id" not in pd.read_parquet(Registry(trained_home["settings"].registry_dir).load().path / "reference.parquet")
+
+
+@pytest.fixture(scope="module")
+def demo_training(demo_config):
+    """Six cohorts of 1500: enough signal for the behavioural checks."""
+    d = make_demo(n_per_cohort=1500, n_past=6, seed=3)
+    df = validate(d.history, demo_config.dataset, stage="train", source="history")
+    return df, train(df, demo_config, progress=lambda _: None)
+
+
+def test_beats_logistic_baseline_on_forward_backtest(demo_training):
+    _, r = demo_training
+    bt = r.metrics["backtest"]
+    lgbm = evaluate.mean_over_cohorts(bt["lightgbm"], "roc_auc")
+    logistic = evaluate.mean_over_cohorts(bt["logistic"], "roc_auc")
+    base = evaluate.mean_over_cohorts(bt["base_rate"], "roc_auc")
+    assert lgbm > logistic > base
+    assert r.summary["beats_logistic"] and r.summary["verdict"] == "generalizes"
+
+
+def test_calibrated_on_unseen_cohorts(demo_training):
+    df, r = demo_training
+    bt = r.metrics["backtest"]["lightgbm"]["all"]
+    # Brier of a calibrated model beats that of predicting the base rate
+    assert bt["brier"] < bt["base_rate"] * (1 - bt["base_rate"])
+    oof = r.model.oof
+    assert abs(oof.p.mean() - oof.y.mean()) < 0.02
+
+
+def test_more_missed_assessments_never_lowers_risk(demo_training, demo_config):
+    df, r = demo_training
+    from risk_model.features import build_features
+
+    X = build_features(df.head(300), demo_config.dataset, r.model.levels)
+    base = r.model.predict(X)
+    more = r.model.predict(X.assign(early_assessments_missed=X.early_assessments_missed + 2))
+    assert np.all(more >= base - 1e-12)
+
+
+def test_shuffling_rows_changes_nothing(trained_home, demo_config):
+    bundle = Registry(trained_home["settings"].registry_dir).load()
+    intake = trained_home["intake"]
+    a = score(bundle, intake, demo_config.dataset, demo_config.scoring).scores.set_index("student_id")
+    b = score(bundle, intake.sample(frac=1, random_state=0), demo_config.dataset, demo_config.scoring).scores
+    b = b.set_index("student_id").loc[a.index]
+    np.testing.assert_allclose(a.probability, b.probability)
+    assert (a.tier == b.tier).all()
+
+
+def test_tiers_by_capacity_and_threshold():
+    p = np.linspace(0, 1, 100)
+    t = tiers(p, ScoringConfig(high_share=0.1, medium_share=0.3))
+    assert (t == "high").sum() == 10 and (t == "medium").sum() == 20
+    assert set(t[p >= 0.9]) == {"high"}
+    t = tiers(p, ScoringConfig(tier_mode="threshold", high_threshold=0.8, medium_threshold=0.5))
+    assert (t == "high").sum() == (p >= 0.8).sum()
+
+
+def test_scores_have_factors_with_direction(trained_home, demo_config):
+    bundle = Registry(trained_home["settings"].registry_dir).load()
+    res = score(bundle, trained_home["intake"], demo_config.dataset, demo_config.scoring)
+    s = res.scores
+    assert len(s) == 800 and s.probability.between(0, 1).all()
+    assert (s.tier == "high").sum() == 80
+    top = s.sort_values("probability").iloc[-1]
+    assert len(top.factors) == 3
+    assert {f["direction"] for f in top.factors} <= {"raises", "lowers"}
+    # the riskiest student's strongest factor pushes risk up
+    assert top.factors[0]["direction"] == "raises"
+    contribs = [abs(f["contribution"]) for f in top.factors]
+    assert contribs == sorted(contribs, reverse=True)
+
+
+def test_unseen_categories_scored_and_counted(trained_home, demo_config):
+    bundle = Registry(trained_home["settings"].registry_dir).load()
+    intake = trained_home["intake"].copy()
+    intake.loc[:4, "entry_qualification"] = "Apprenticeship"
+    res = score(bundle, intake, demo_config.dataset, demo_config.scoring, factors=False)
+    assert res.summary["unseen_categories"] == {"entry_qualification": {"Apprenticeship": 5}}
+    assert res.scores.probability.notna().all()
+
+
+def _copy_home(trained_home, tmp_path) -> Settings:
+    shutil.copytree(trained_home["settings"].home, tmp_path / "rt")
+    return Settings(home=tmp_path / "rt")
+
+
+def test_registry_promotion_rule(trained_home, demo_config, small_demo, tmp_path):
+    settings = _copy_home(trained_home, tmp_path)
+    reg = Registry(settings.registry_dir)
+    champion = reg.champion()
+    # a model trained on shuffled outcomes validates worse: saved, not promoted unless forced
+    bad = small_demo.history.copy()
+    bad["outcome"] = bad["outcome"].sample(frac=1, random_state=0).to_numpy()
+    out = jobs.train_and_register(settings, demo_config, validate(bad, demo_config.dataset, stage="train"))
+    assert not out["promoted"] and reg.champion() == champion and "kept the champion" in out["promotion"]
+    assert out["version"] in reg.versions()
+    ok, why = reg.promote(out["version"], force=True)
+    assert ok and reg.champion() == out["version"] and why == "forced"
+    assert not list((settings.registry_dir / "default" / "versions").glob(".tmp-*"))
+
+
+def test_load_refuses_other_features(trained_home, demo_config):
+    contract = demo_config.dataset.model_copy(update={"numeric_features": demo_config.dataset.numeric_features[:-1]})
+    with pytest.raises(RegistryError, match="trained on other features.*paid_work_hours"):
+        Registry(trained_home["settings"].registry_dir).load(contract=contract)
+
+
+def test_load_refuses_other_lightgbm_major(trained_home, tmp_path):
+    settings = _copy_home(trained_home, tmp_path)
+    reg = Registry(settings.registry_dir)
+    meta_path = reg.root / "default" / "versions" / reg.champion() / "metadata.json"
+    md = json.loads(meta_path.read_text())
+    md["libraries"]["lightgbm"] = "3.3.5"
+    meta_path.write_text(json.dumps(md))
+    with pytest.raises(RegistryError, match="trained with LightGBM 3.3.5"):
+        reg.load()
+
+
+def test_no_champion_message(tmp_path):
+    with pytest.raises(RegistryError, match="Run `student-risk train` first"):
+        Registry(tmp_path).load()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_rescoring_replaces_and_failure_leaves_store_as_it_was(backend, trained_home, demo_config, tmp_path, request):
+    url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    bundle = Registry(trained_home["settings"].registry_dir).load()
+    res = score(bundle, trained_home["intake"], demo_config.dataset, demo_config.scoring)
+    engine = store.connect(url)
+    try:
+        store.write_scores(engine, res.scores, res.summary)
+        store.write_scores(engine, res.scores, res.summary)
+        before = store.read_scores(engine, "2023")
+        assert len(before) == 800 and before.student_id.is_unique
+        broken = res.scores.assign(probability=0.5)
+        broken = pd.concat([broken, broken.iloc[[0]]], ignore_index=True)  # duplicate: fails at the last insert
+        with pytest.raises(IntegrityError):
+            store.write_scores(engine, broken, res.summary)
+        after = store.read_scores(engine, "2023")
+        pd.testing.assert_frame_equal(before, after)
+    finally:
+        engine.dispose()
