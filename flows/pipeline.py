@@ -134,12 +134,15 @@ def _publish_training(summaries: list[dict]) -> None:
 
 
 @flow(name="train")
-def train_flow(config_path: str, history_path: str, home: str | None = None, force: bool = False) -> list[dict]:
-    """Train one model per prediction point on past cohorts; promote each if good enough."""
+def train_flow(
+    config_path: str, history_path: str, home: str | None = None, force: bool = False, cohorts: list[str] | None = None
+) -> list[dict]:
+    """Train one model per prediction point on past cohorts (all in the file, or `cohorts`);
+    promote each if good enough."""
     config, settings = _setup(config_path, home)
     out = []
     for point in config.points:
-        df = validate_task(config, history_path, "train", point, None)
+        df = validate_task(config, history_path, "train", point, cohorts)
         out.append(train_task(settings, config, df, point, force))
     _publish_training(out)
     return out
@@ -215,11 +218,12 @@ def outcomes_flow(
 @flow(name="yearly")
 def yearly_flow(
     config_path: str, history_path: str, intake_path: str, home: str | None = None, cohort: str | None = None,
-    force: bool = False, fail_on_drift: bool = False,
+    force: bool = False, fail_on_drift: bool = False, train_cohorts: list[str] | None = None,
 ) -> dict:
-    """The whole yearly job: train on past cohorts, score the new intake, write the reports."""
+    """The whole yearly job: train on past cohorts (all in `history_path`, or `train_cohorts`),
+    score the new intake, write the reports."""
     out = {
-        "train": train_flow(config_path, history_path, home, force),
+        "train": train_flow(config_path, history_path, home, force, train_cohorts),
         "score": score_flow(config_path, intake_path, home, cohort),
         "report": report_flow(config_path, intake_path, home, cohort, fail_on_drift),
     }

@@ -136,13 +136,16 @@ def train(
     config: ConfigOpt,
     home: HomeOpt = None,
     force: Annotated[bool, typer.Option(help="Make the new model champion even if it validates worse.")] = False,
+    cohort: Annotated[
+        list[str] | None, typer.Option("--cohort", help="Train only on these cohorts (repeat the option); default all.")
+    ] = None,
 ) -> None:
     """Train a model on past cohorts, validate it on cohorts it never saw, and register it."""
     _env()
     from flows.pipeline import train_flow
 
     try:
-        _print_training(train_flow(str(config), str(data), _home(home), force))
+        _print_training(train_flow(str(config), str(data), _home(home), force, cohort or None))
     except _known_errors() as exc:
         _fail(exc)
 
@@ -251,13 +254,14 @@ def worker(
     pool: Annotated[str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")] = None,
     home: HomeOpt = None,
     limit: Annotated[int | None, typer.Option(help="At most this many flow runs at once.")] = None,
+    healthcheck: Annotated[bool, typer.Option(help="Serve GET /health on PREFECT_WORKER_WEBSERVER_PORT (8080).")] = False,
 ) -> None:
     """Start a Prefect worker that runs the deployed flows (`prefect worker start --type process`)."""
     _env()
     from flows.deploy import exec_worker
     from risk_model.config import DeploySettings, Settings
 
-    exec_worker(pool or DeploySettings().work_pool, home or Settings().home, limit)
+    exec_worker(pool or DeploySettings().work_pool, home or Settings().home, limit, healthcheck)
 
 
 keys_app = typer.Typer(help="API keys of the advising API: create, list, revoke.", no_args_is_help=True)

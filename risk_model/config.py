@@ -114,7 +114,7 @@ class TrainingConfig(_Frozen):
     max_trees: int = Field(2000, ge=10)
     early_stopping_rounds: int = Field(50, ge=5)
     learning_rate: float = 0.05
-    param_grid: list[dict[str, float | int | str]] = Field(
+    param_grid: list[dict[str, bool | int | float | str]] = Field(
         default=[
             {"num_leaves": 4, "min_data_in_leaf": 100, "lambda_l2": 10.0},
             {"num_leaves": 8, "min_data_in_leaf": 50, "lambda_l2": 5.0},

@@ -30,15 +30,23 @@ class ScoreResult:
     summary: dict = field(default_factory=dict)
 
 
-def tiers(p: np.ndarray, s: ScoringConfig) -> np.ndarray:
+def ranks(p: np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+    """1 = highest risk. Ties are broken by student id, so the order never depends on row order."""
+    p = np.asarray(p, dtype=float)
+    order = np.lexsort((np.asarray(ids).astype(str), -p)) if ids is not None else np.argsort(-p, kind="stable")
+    rank = np.empty(len(p), dtype=np.int64)
+    rank[order] = np.arange(1, len(p) + 1)
+    return rank
+
+
+def tiers(p: np.ndarray, s: ScoringConfig, rank: np.ndarray | None = None) -> np.ndarray:
     """high / medium / low by capacity (top shares of this intake) or by probability thresholds."""
     p = np.asarray(p, dtype=float)
     if s.tier_mode == "threshold":
         return np.where(p >= s.high_threshold, "high", np.where(p >= s.medium_threshold, "medium", "low"))
-    rank = np.empty(len(p), dtype=np.int64)
-    rank[np.argsort(-p, kind="stable")] = np.arange(len(p))
+    rank = ranks(p) if rank is None else rank
     n = len(p)
-    return np.where(rank < round(s.high_share * n), "high", np.where(rank < round(s.medium_share * n), "medium", "low"))
+    return np.where(rank <= round(s.high_share * n), "high", np.where(rank <= round(s.medium_share * n), "medium", "low"))
 
 
 def top_factors(contrib: np.ndarray, X: pd.DataFrame, n: int) -> list[list[dict]]:
@@ -118,15 +126,15 @@ def assemble(
     unseen: dict[str, dict[str, int]],
 ) -> ScoreResult:
     """Rank and tier the whole cohort's probabilities (row order of `df`) into the stored score table."""
-    rank = np.empty(len(p), dtype=np.int64)
-    rank[np.argsort(-p, kind="stable")] = np.arange(1, len(p) + 1)
+    ids = df[contract.id_column].astype(str).to_numpy()
+    rank = ranks(p, ids)
     scored_at = datetime.now(UTC).replace(microsecond=0)
     scores = pd.DataFrame(
         {
-            "student_id": df[contract.id_column].astype(str).to_numpy(),
+            "student_id": ids,
             "cohort": df[contract.cohort_column].astype(str).to_numpy(),
             "probability": p.round(6),
-            "tier": tiers(p, s),
+            "tier": tiers(p, s, rank),
             "rank": rank,
             "factors": factor_lists,
             "model_version": bundle.version,

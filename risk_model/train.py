@@ -101,8 +101,11 @@ def _base_params(t: TrainingConfig, c: DatasetContract, n_rows: int) -> dict:
         "feature_fraction": 0.8,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
-        "min_data_per_group": 50,
-        "cat_smooth": 20,
+        # one-vs-rest splits for categories with up to 16 levels: on OULAD they transfer to a new
+        # presentation better than LightGBM's sorted-gradient category partitions (day 0: +0.01 AUC)
+        "max_cat_to_onehot": 16,
+        "min_data_per_group": 100,
+        "cat_smooth": 50,
         "seed": t.seed,
         "deterministic": True,
         "force_row_wise": True,
@@ -201,7 +204,8 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
 
     progress(f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}")
     model = select_and_fit(X, y, cohorts, levels, t, c)
-    metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}}
+    # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
+    metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}}
     metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
     metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
     folds, _ = _folds(cohorts, y, t.seed)
@@ -224,6 +228,7 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
                 "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
                 "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
             }
+            metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
             for name, p in preds.items():
                 backtest[name][0].append(cohorts[te])
                 backtest[name][1].append(y[te])
