@@ -9,11 +9,12 @@ estimate can still be relied on.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
-from reports.html import banner, inject, table, write_atomic, write_json
+from reports.html import CSP, banner, inject, inject_head, table, write_atomic, write_json
 from risk_model.config import DatasetContract, ReportConfig
 
 
@@ -119,6 +120,7 @@ def build_intake_report(
     )
     page = inject(snap.get_html_str(as_iframe=False), banner(f"Intake drift: cohort {cohort}", verdict,
                                                              warning=dataset_drift or prediction_drift, body_html=body))
+    page = inject_head(page, CSP)
     out_dir = Path(out_dir)
     numbers = {
         "report": "intake_drift",
@@ -134,6 +136,7 @@ def build_intake_report(
         "n_reference": int(len(reference)),
         "n_current": int(len(current)),
         "sampled": ref_sampled or cur_sampled,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "html": str(out_dir / "intake_drift.html"),
     }
     write_atomic(out_dir / "intake_drift.html", page)

@@ -17,6 +17,7 @@ PG_URL = os.environ.get("STUDENT_RISK_TEST_PG_URL", "postgresql+psycopg://postgr
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def fast(config: Config) -> Config:
@@ -85,3 +86,40 @@ def pg_url():
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+REPORT_VARIANTS = {
+    "planted": {"drift": True, "mechanism_shift": 1.0},  # admissions drift + a changed mechanism
+    "clean": {"drift": False, "mechanism_shift": 0.0},  # a new cohort like the past ones
+}
+
+
+@pytest.fixture(scope="session")
+def built_reports(tmp_path_factory, demo_config, small_demo, trained_home):
+    """Every report, built twice with the model of `trained_home`: on a new cohort with planted drift
+    and a planted performance drop ("planted"), and on one with neither ("clean"). Same history and
+    seed as `small_demo`, so the trained model is the one each variant would have trained."""
+    import shutil
+
+    from reports import build
+    from risk_model import jobs
+    from risk_model.schema import validate
+
+    c = demo_config.dataset
+    out = {}
+    for name, kw in REPORT_VARIANTS.items():
+        d = make_demo(n_per_cohort=800, n_past=4, seed=1, **kw)
+        assert d.history.equals(small_demo.history)
+        settings = Settings(home=tmp_path_factory.mktemp(f"reports-{name}") / "runtime")
+        shutil.copytree(trained_home["settings"].home, settings.home)
+        intake = validate(d.intake, c, stage="score", source="intake")
+        jobs.score_and_store(settings, demo_config, intake, factors=False)
+        jobs.record_outcomes(settings, demo_config, validate(d.outcomes, c, stage="outcomes", source="outcomes"))
+        cohort = str(intake[c.cohort_column].iloc[0])
+        reports = {"intake_drift": build.intake_report(settings, demo_config, intake)}
+        reports["outcomes"] = build.outcomes_report(settings, demo_config, cohort)
+        reports["generalization"] = build.generalization_report(settings, demo_config, cohort, outcomes=reports["outcomes"])
+        reports["fairness"] = build.fairness_report(settings, demo_config, intake)
+        out[name] = {"settings": settings, "reports": reports, "index": build.rebuild_index(settings), "demo": d,
+                     "intake": intake, "cohort": cohort}
+    return out
