@@ -13,305 +13,53 @@ import base64
 import json
 import logging
 import math
-import os
-import re
-import threading
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Security
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DataError as SqlDataError
 from sqlalchemy.exc import DBAPIError
 
 from risk_model import keys, store
-from risk_model.config import DatasetContract, ScoringConfig, Settings
+from risk_model.api_models import (
+    CohortList,
+    CohortMetrics,
+    CohortPage,
+    CohortSummary,
+    Factor,
+    ModelInfo,
+    Problem,
+    RealPerformance,
+    ReportEntry,
+    ReportIndex,
+    ScoredRecord,
+    ScoreResponse,
+    StudentRisk,
+    Tier,
+    Validation,
+    score_request,
+)
+from risk_model.champions import Champions, contract_of, natural_key, point_key, record_validator
+from risk_model.config import ScoringConfig, Settings
 from risk_model.registry import Bundle, Registry
 from risk_model.schema import ContractError, validate
 
 log = logging.getLogger(__name__)
 
-Tier = Literal["high", "medium", "low"]
 POINT = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$"  # a registry folder name; never a path
-
-
-# --- response and request models ---------------------------------------------------------
-
-
-class Problem(BaseModel):
-    detail: str
-
-
-class Factor(BaseModel):
-    feature: str
-    direction: Literal["raises", "lowers"]
-    label: str = Field(description="Plain words for advisors, e.g. 'score in the first assessment raises risk'.")
-
-
-class StudentRisk(BaseModel):
-    student_id: str
-    cohort: str
-    point: str = Field(description="Prediction point of the model that scored (e.g. day30; 'default').")
-    probability: float
-    tier: Tier
-    rank: int = Field(description="1 = highest risk in the cohort.")
-    factors: list[Factor]
-    model_version: str
-    scored_at: datetime
-
-
-class CohortStudent(BaseModel):
-    student_id: str
-    probability: float
-    tier: Tier
-    rank: int
-
-
-class CohortPage(BaseModel):
-    cohort: str
-    point: str
-    students: list[CohortStudent]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
-
-
-class TierCounts(BaseModel):
-    high: int = 0
-    medium: int = 0
-    low: int = 0
-
-
-class CohortSummary(BaseModel):
-    cohort: str
-    point: str
-    n_students: int
-    tiers: TierCounts
-    model_version: str | None = None
-    scored_at: datetime | None = None
-
-
-class CohortList(BaseModel):
-    cohorts: list[CohortSummary]
-
-
-class ScoredRecord(BaseModel):
-    index: int
-    student_id: str
-    probability: float
-    tier: Tier | None = Field(description="Tier the latest scored cohort of this point would give; null if none is stored.")
-    factors: list[Factor]
-
-
-class ScoreResponse(BaseModel):
-    model_version: str
-    point: str
-    tier_basis: str | None = Field(description="Which stored cohort's tier boundaries were applied.")
-    warnings: list[str]
-    results: list[ScoredRecord]
-
-
-class CohortMetrics(BaseModel):
-    n: int
-    base_rate: float | None = None
-    roc_auc: float | None = None
-    pr_auc: float | None = None
-    brier: float | None = None
-    recall_top_k: float | None = None
-
-
-class Validation(BaseModel):
-    kind: str = Field(description="backtest (forward, by cohort) or cv.")
-    verdict: str
-    auc: float | None
-    train_auc: float | None
-    logistic_auc: float | None
-    headline: str
-    by_cohort: dict[str, CohortMetrics]
-
-
-class RealPerformance(CohortMetrics):
-    cohort: str
-    model_version: str
-
-
-class ModelInfo(BaseModel):
-    point: str
-    points: list[str] = Field(description="Every prediction point with a champion, latest first.")
-    version: str
-    created_at: str
-    training_cohorts: list[str]
-    n_training_rows: int
-    validation: Validation
-    real_performance: list[RealPerformance] = Field(description="Scored cohorts with recorded outcomes, newest first.")
-    model_card: str = Field(description="Markdown.")
-
-
-class ReportEntry(BaseModel):
-    path: str = Field(description="Relative to the reports folder.")
-    report: str | None
-    cohort: str | None
-    model_version: str | None
-    verdict: str | None
-    warning: bool | None
-    modified_at: datetime
-
-
-class ReportIndex(BaseModel):
-    reports: list[ReportEntry]
-
-
-def _score_request(max_records: int) -> type[BaseModel]:
-    return create_model(
-        "ScoreRequest",
-        __config__=ConfigDict(extra="forbid"),
-        records=(
-            list[dict[str, Any]],
-            Field(
-                min_length=1,
-                max_length=max_records,
-                description=f"1 to {max_records} student records, each with the champion's contract columns "
-                "(id, cohort, every feature; null for an unknown value). Nothing is stored.",
-            ),
-        ),
-    )
-
-
-# --- ordering helpers ----------------------------------------------------------------------
-
-
-def natural_key(value: str) -> tuple:
-    """2019 < 2020 and 2013B < 2013J < 2014B: digits compare as numbers."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.findall(r"\d+|\D+", value))
-
-
-def point_key(point: str) -> int:
-    """Later prediction points sort higher: day30 > day0 > default."""
-    digits = re.findall(r"\d+", point)
-    return int(digits[-1]) if digits else -1
-
-
-# --- champions, hot-swapped ------------------------------------------------------------------
-
-
-class Champions:
-    """The champion bundle of each prediction point, reloaded when its pointer file changes."""
-
-    def __init__(self, registry: Registry, ttl: float) -> None:
-        self.registry, self.ttl = registry, ttl
-        self._lock = threading.Lock()
-        self._bundles: dict[str, tuple[tuple, Bundle]] = {}
-        self._checked: dict[str, float] = {}
-        self._points: tuple[float, list[str]] = (-math.inf, [])
-        self._metadata: dict[tuple[str, str], dict] = {}
-        self._derived: dict[tuple[str, str], Any] = {}
-
-    def points(self) -> list[str]:
-        """Points with a champion, latest first."""
-        checked, points = self._points
-        if time.monotonic() - checked >= self.ttl:
-            root = self.registry.root
-            found = [p for p in self.registry.points() if (root / p / "champion.json").exists()]
-            points = sorted(found, key=lambda p: (point_key(p), p), reverse=True)
-            self._points = (time.monotonic(), points)
-        return points
-
-    def latest_point(self) -> str | None:
-        points = self.points()
-        return points[0] if points else None
-
-    def _signature(self, point: str) -> tuple | None:
-        try:
-            st = os.stat(self.registry.root / point / "champion.json")
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_ino, st.st_size
-
-    def get(self, point: str) -> Bundle | None:
-        """The point's champion; a changed pointer loads the new one (the old one serves if that fails)."""
-        entry = self._bundles.get(point)
-        if entry is not None and time.monotonic() - self._checked.get(point, -math.inf) < self.ttl:
-            return entry[1]
-        with self._lock:
-            entry = self._bundles.get(point)
-            sig = self._signature(point)
-            if sig is None:
-                self._checked[point] = time.monotonic()
-                return entry[1] if entry else None
-            if entry is None or entry[0] != sig:
-                try:
-                    version = self.registry.champion(point)
-                    bundle = entry[1] if entry and entry[1].version == version else self.registry.load(version, point=point)
-                except Exception:
-                    log.exception("Could not load the champion of point %s; keeping the one loaded", point)
-                    return entry[1] if entry else None
-                if entry is None or entry[1].version != bundle.version:
-                    log.info("Point %s: champion model is now %s", point, bundle.version)
-                entry = (sig, bundle)
-                self._bundles[point] = entry
-            self._checked[point] = time.monotonic()
-            return entry[1]
-
-    def metadata(self, point: str, version: str) -> dict:
-        """A version's metadata.json (cached: versions never change); {} if it is gone."""
-        key = (point, version)
-        if key not in self._metadata:
-            path = self.registry.root / point / "versions" / version / "metadata.json"
-            try:
-                self._metadata[key] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                return {}
-        return self._metadata[key]
-
-    def derived(self, bundle: Bundle, what: str, build: Callable[[Bundle], Any]) -> Any:
-        """Something built once per model version (its contract, its record validator)."""
-        key = (bundle.version, what)
-        if key not in self._derived:
-            self._derived[key] = build(bundle)
-        return self._derived[key]
-
-
-def contract_of(bundle: Bundle) -> DatasetContract:
-    """The dataset contract the model was trained with, from its metadata."""
-    c, md = bundle.metadata["contract"], bundle.metadata
-    sensitive_features = [f for f in c["categorical_features"] if f in c["sensitive_columns"]]
-    return DatasetContract(
-        id_column=c["id_column"],
-        cohort_column=c["cohort_column"],
-        outcome_column=c["outcome_column"],
-        at_risk_values=c["at_risk_values"],
-        numeric_features=c["numeric_features"],
-        categorical_features=[f for f in c["categorical_features"] if f not in sensitive_features],
-        sensitive_columns=c["sensitive_columns"],
-        sensitive_as_features=sensitive_features,
-        feature_labels=md.get("feature_labels", {}),
-    )
-
-
-def record_validator(bundle: Bundle) -> TypeAdapter:
-    """Validates a list of records against the model's contract: id and cohort required, every
-    feature present (null when unknown), sensitive columns the model does not use optional."""
-    c = contract_of(bundle)
-    fields: dict[str, Any] = {
-        "f_id": (str, Field(alias=c.id_column, min_length=1, max_length=128)),
-        "f_cohort": (str, Field(alias=c.cohort_column, min_length=1, max_length=64)),
-    }
-    for i, col in enumerate(c.numeric_features):
-        fields[f"n{i}"] = (float | None, Field(alias=col, allow_inf_nan=False))
-    for i, col in enumerate(c.categorical):
-        fields[f"c{i}"] = (str | None, Field(alias=col, max_length=256))
-    for i, col in enumerate(s for s in c.sensitive_columns if s not in c.categorical):
-        fields[f"s{i}"] = (str | None, Field(None, alias=col, max_length=256))
-    record = create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
-    return TypeAdapter(list[record])
-
+TEXT = r"^[^\x00]+$"  # PostgreSQL text cannot hold NUL
 
 # --- state and auth ----------------------------------------------------------------------------
 
@@ -321,6 +69,7 @@ class ApiState:
     settings: Settings
     engine: Engine
     champions: Champions
+    lookup_pool: Any = None  # psycopg AsyncConnectionPool on PostgreSQL
     key_cache: dict[str, tuple[keys.ApiKey | None, float]] = field(default_factory=dict)
     floors: dict[str, tuple[float, str | None, dict[str, float]]] = field(default_factory=dict)
 
@@ -350,7 +99,9 @@ def require(scope: keys.Scope) -> Callable:
 
     async def check_key(request: Request, key: Annotated[str | None, Security(_key_header)] = None) -> keys.ApiKey:
         if not key:
-            raise HTTPException(401, "Missing API key: send it in the X-API-Key header.", {"WWW-Authenticate": "ApiKey"})
+            raise HTTPException(
+                401, "Missing API key: send it in the X-API-Key header.", {"WWW-Authenticate": "ApiKey"}
+            )
         api = _state(request)
         digest = keys.hash_key(key)
         hit = api.key_cache.get(digest)
@@ -390,9 +141,15 @@ def encode_cursor(probability: float, student_id: str) -> str:
 def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         p, sid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if isinstance(p, bool) or not isinstance(p, int | float) or not math.isfinite(p) or not isinstance(sid, str):
+        if (
+            isinstance(p, bool)
+            or not isinstance(p, int | float)
+            or not math.isfinite(p)
+            or not isinstance(sid, str)
+            or "\x00" in sid
+        ):
             raise ValueError
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise _bad(("query", "cursor"), "Not a cursor from this API: pass next_cursor of the previous page.") from None
     return float(p), sid
 
@@ -414,39 +171,59 @@ def _utc(t: datetime | None) -> datetime | None:
 
 # --- routes ------------------------------------------------------------------------------------
 
-StudentId = Annotated[str, Path(min_length=1, max_length=128)]
-CohortName = Annotated[str, Path(min_length=1, max_length=64)]
+StudentId = Annotated[str, Path(min_length=1, max_length=128, pattern=TEXT)]
+CohortName = Annotated[str, Path(min_length=1, max_length=64, pattern=TEXT)]
 PointQuery = Annotated[
     str | None, Query(pattern=POINT, description="Prediction point, e.g. day30; default: the latest one.")
 ]
 
 
 def _v1(settings: Settings) -> Any:
-    from fastapi import APIRouter
-
     router = APIRouter(prefix="/v1")
-    ScoreRequest = _score_request(settings.api_max_records)
+    ScoreRequest = score_request(settings.api_max_records)
 
     @router.get("/students/{student_id}/risk", response_model=StudentRisk, responses=_errors(404) | AUTH)
-    def student_risk(
+    async def student_risk(
         request: Request,
         student_id: StudentId,
         key: Annotated[keys.ApiKey, Depends(require("read"))],
-        cohort: Annotated[str | None, Query(min_length=1, max_length=64, description="Default: the latest.")] = None,
+        cohort: Annotated[
+            str | None, Query(min_length=1, max_length=64, pattern=TEXT, description="Default: the latest.")
+        ] = None,
         point: PointQuery = None,
-    ) -> StudentRisk:
+    ) -> Response:
         """A student's latest score (or of ?cohort=, ?point=): probability, tier, top factors. Audited."""
         api = _state(request)
-        rows = store.student_scores(api.engine, student_id, key_id=key.id, cohort=cohort, point=point)
+        if api.lookup_pool is not None:  # PostgreSQL: async, no worker thread
+            rows = await store.student_scores_async(
+                api.lookup_pool, student_id, key_id=key.id, cohort=cohort, point=point
+            )
+        else:
+            rows = await run_in_threadpool(
+                store.student_scores, api.engine, student_id, key_id=key.id, cohort=cohort, point=point
+            )
         if not rows:
-            raise HTTPException(404, "No stored score for this student" + (" with these filters." if cohort or point else "."))
-        row = max(rows, key=lambda r: (natural_key(r["cohort"]), point_key(r["point"]), str(r["scored_at"])))
-        labels = api.champions.metadata(row["point"], row["model_version"]).get("feature_labels", {})
-        return StudentRisk(
-            student_id=student_id, cohort=row["cohort"], point=row["point"], probability=row["probability"],
-            tier=row["tier"], rank=row["rank"], factors=_factors(row["factors"], labels),
-            model_version=row["model_version"], scored_at=_utc(row["scored_at"]),
+            raise HTTPException(
+                404, "No stored score for this student" + (" with these filters." if cohort or point else ".")
+            )
+        row = (
+            rows[0]
+            if len(rows) == 1
+            else max(rows, key=lambda r: (natural_key(r["cohort"]), point_key(r["point"]), str(r["scored_at"])))
         )
+        labels = api.champions.metadata(row["point"], row["model_version"]).get("feature_labels", {})
+        body = StudentRisk(
+            student_id=student_id,
+            cohort=row["cohort"],
+            point=row["point"],
+            probability=row["probability"],
+            tier=row["tier"],
+            rank=row["rank"],
+            factors=_factors(row["factors"], labels),
+            model_version=row["model_version"],
+            scored_at=_utc(row["scored_at"]),
+        )
+        return Response(body.model_dump_json(), media_type="application/json")  # validated once, not again by FastAPI
 
     @router.get("/cohorts", response_model=CohortList, responses=AUTH)
     def cohorts(request: Request, key: Annotated[keys.ApiKey, Depends(require("read"))]) -> CohortList:
@@ -475,17 +252,26 @@ def _v1(settings: Settings) -> Any:
                 raise HTTPException(404, "No scores stored for this cohort.")
             point = max(points, key=lambda p: (point_key(p), p))
         rows = store.cohort_page(
-            api.engine, cohort, point, key_id=key.id, limit=limit, tier=tier, min_probability=min_probability, after=after
+            api.engine,
+            cohort,
+            point,
+            key_id=key.id,
+            limit=limit,
+            tier=tier,
+            min_probability=min_probability,
+            after=after,
         )
         if not rows and after is None and not store.cohort_points(api.engine, cohort):
             raise HTTPException(404, "No scores stored for this cohort.")
         last = rows[-1] if len(rows) == limit else None
         return CohortPage(
-            cohort=cohort, point=point, students=rows,
+            cohort=cohort,
+            point=point,
+            students=rows,
             next_cursor=encode_cursor(last["probability"], last["student_id"]) if last else None,
         )
 
-    @router.post("/score", response_model=ScoreResponse, responses=_errors(404, 503) | AUTH)
+    @router.post("/score", response_model=ScoreResponse, responses=_errors(400, 404, 503) | AUTH)
     def score_records(
         request: Request,
         body: ScoreRequest,  # type: ignore[valid-type]
@@ -524,14 +310,23 @@ def _v1(settings: Settings) -> Any:
         for i, r in enumerate(result.scores.itertuples(index=False)):
             p = float(r.probability)
             tier = next((t for t in ("high", "medium") if t in floors and p >= floors[t]), "low" if floors else None)
-            out.append(ScoredRecord(index=i, student_id=r.student_id, probability=p, tier=tier, factors=_factors(r.factors, labels)))
+            out.append(
+                ScoredRecord(
+                    index=i, student_id=r.student_id, probability=p, tier=tier, factors=_factors(r.factors, labels)
+                )
+            )
         return ScoreResponse(
-            model_version=bundle.version, point=point, warnings=warnings, results=out,
+            model_version=bundle.version,
+            point=point,
+            warnings=warnings,
+            results=out,
             tier_basis=f"tier boundaries of cohort {basis} (point {point})" if floors else None,
         )
 
     @router.get("/model", response_model=ModelInfo, responses=_errors(404) | AUTH)
-    def model(request: Request, key: Annotated[keys.ApiKey, Depends(require("read"))], point: PointQuery = None) -> ModelInfo:
+    def model(
+        request: Request, key: Annotated[keys.ApiKey, Depends(require("read"))], point: PointQuery = None
+    ) -> ModelInfo:
         """The champion: version, training cohorts, validation, real performance so far, model card."""
         api = _state(request)
         point = point or api.champions.latest_point()
@@ -560,19 +355,32 @@ def model_info(bundle: Bundle, point: str, points: list[str], scored: pd.DataFra
     kind = s.get("validation", "cv")
     by_cohort = md["metrics"].get(kind, {}).get("lightgbm", {})
     real = [
-        RealPerformance(cohort=c, model_version=v, **_finite(metrics(g.at_risk.to_numpy(), g.probability.to_numpy(), md["top_k_percent"])))
+        RealPerformance(
+            cohort=c,
+            model_version=v,
+            **_finite(metrics(g.at_risk.to_numpy(), g.probability.to_numpy(), md["top_k_percent"])),
+        )
         for (c, v), g in scored.groupby(["cohort", "model_version"])
     ]
     real.sort(key=lambda r: natural_key(r.cohort), reverse=True)
     return ModelInfo(
-        point=point, points=points, version=bundle.version, created_at=md["created_at"],
-        training_cohorts=md["training_cohorts"], n_training_rows=md["n_training_rows"],
+        point=point,
+        points=points,
+        version=bundle.version,
+        created_at=md["created_at"],
+        training_cohorts=md["training_cohorts"],
+        n_training_rows=md["n_training_rows"],
         validation=Validation(
-            kind=kind, verdict=s["verdict"], auc=s.get("validation_auc"), train_auc=s.get("train_auc"),
-            logistic_auc=s.get("logistic_auc"), headline=s["headline"],
+            kind=kind,
+            verdict=s["verdict"],
+            auc=s.get("validation_auc"),
+            train_auc=s.get("train_auc"),
+            logistic_auc=s.get("logistic_auc"),
+            headline=s["headline"],
             by_cohort={c: CohortMetrics(**_finite(m)) for c, m in by_cohort.items() if c != "all"},
         ),
-        real_performance=real, model_card=bundle.model_card(),
+        real_performance=real,
+        model_card=bundle.model_card(),
     )
 
 
@@ -596,11 +404,16 @@ def report_index(settings: Settings, limit: int) -> ReportIndex:
         except (OSError, ValueError):
             data = {}
         data = data if isinstance(data, dict) else {}
-        text = {k: (str(data[k]) if data.get(k) is not None else None) for k in ("report", "cohort", "model_version", "verdict")}
+        text = {
+            k: (str(data[k]) if data.get(k) is not None else None)
+            for k in ("report", "cohort", "model_version", "verdict")
+        }
         warning = data.get("warning")
         entries.append(
             ReportEntry(
-                path=str(path.relative_to(root)), **text, warning=warning if isinstance(warning, bool) else None,
+                path=str(path.relative_to(root)),
+                **text,
+                warning=warning if isinstance(warning, bool) else None,
                 modified_at=datetime.fromtimestamp(mtime, UTC),
             )
         )
@@ -619,9 +432,12 @@ def create_app(settings: Settings) -> FastAPI:
         champions = Champions(Registry(settings.registry_dir), settings.api_champion_ttl_seconds)
         for point in champions.points():
             champions.get(point)
-        app.state.api = ApiState(settings, engine, champions)
+        pool = await store.open_lookup_pool(engine, durable_audit=settings.api_durable_audit)
+        app.state.api = ApiState(settings, engine, champions, pool)
         log.info("Advising API ready: champions %s", {p: b[1].version for p, b in champions._bundles.items()} or "none")
         yield
+        if pool is not None:
+            await pool.close()
         engine.dispose()
 
     app = FastAPI(
@@ -633,8 +449,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(_v1(settings))
 
     @app.exception_handler(DBAPIError)
-    async def store_down(request: Request, exc: DBAPIError) -> JSONResponse:
-        log.error("Store error on %s %s: %s", request.method, request.url.path, type(exc.orig).__name__)
+    @app.exception_handler(psycopg.Error)  # the async lookup path, and a pool that timed out or closed
+    async def store_down(request: Request, exc: Exception) -> JSONResponse:
+        error = getattr(exc, "orig", exc)
+        route = getattr(request.scope.get("route"), "path", "?")  # the template: no student id in the log
+        if isinstance(error, psycopg.DataError | SqlDataError):  # a value the database refuses (input, not outage)
+            return JSONResponse({"detail": "A value in the request cannot be stored or searched."}, status_code=422)
+        log.error("Store error on %s %s: %s", request.method, route, type(error).__name__)
         return JSONResponse({"detail": "The score store is not answering; try again shortly."}, status_code=503)
 
     @app.get("/health", tags=["ops"])
@@ -653,7 +474,11 @@ def create_app(settings: Settings) -> FastAPI:
             reachable = False
         champions = {p: b.version for p in api.champions.points() if (b := api.champions.get(p)) is not None}
         ok = reachable and bool(champions)
-        body = {"status": "ready" if ok else "not ready", "store": "ok" if reachable else "unreachable", "champions": champions}
+        body = {
+            "status": "ready" if ok else "not ready",
+            "store": "ok" if reachable else "unreachable",
+            "champions": champions,
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     return app

@@ -39,8 +39,10 @@ def _env() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "risk_model,reports")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # busy 2-core machines
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _home(home: Path | None) -> str | None:
@@ -317,9 +319,9 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `k
 @app.command()
 def serve(
     home: HomeOpt = None,
-    host: Annotated[str | None, typer.Option(help="Listen address [env STUDENT_RISK_API_HOST, 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [env STUDENT_RISK_API_PORT, 8000].")] = None,
-    workers: Annotated[int | None, typer.Option(help="Processes [env STUDENT_RISK_API_WORKERS, 1].")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (env STUDENT_RISK_API_HOST; default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env STUDENT_RISK_API_PORT; default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (env STUDENT_RISK_API_WORKERS; default 1).")] = None,
 ) -> None:
     """Serve the advising API (scores over HTTP, OpenAPI at /docs) with uvicorn."""
     import uvicorn

@@ -51,7 +51,13 @@ def create_key(engine: Engine, *, name: str, scope: str) -> tuple[ApiKey, str]:
     if not name.strip():
         raise ValueError("a key needs a name saying who uses it, e.g. --name case-management")
     key = PREFIX + secrets.token_urlsafe(32)
-    row = {"name": name.strip(), "scope": scope, "key_hash": hash_key(key), "prefix": key[:10], "created_at": datetime.now(UTC)}
+    row = {
+        "name": name.strip(),
+        "scope": scope,
+        "key_hash": hash_key(key),
+        "prefix": key[:10],
+        "created_at": datetime.now(UTC),
+    }
     with engine.begin() as conn:
         key_id = conn.execute(insert(api_keys).values(row).returning(api_keys.c.id)).scalar_one()
     return ApiKey(key_id, row["name"], scope, row["prefix"], row["created_at"]), key
@@ -61,7 +67,9 @@ def revoke_key(engine: Engine, key_id: int) -> ApiKey:
     """Mark a key revoked (kept, so the audit log still names it); raise if there is no such key."""
     with engine.begin() as conn:
         conn.execute(
-            update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC))
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
         )
         row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
     if row is None:

@@ -40,14 +40,17 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     bindparam,
+    column,
     create_engine,
     delete,
     event,
     func,
     insert,
+    inspect,
     literal,
     or_,
     select,
+    table,
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -76,7 +79,11 @@ scores = Table(
 Index("ix_scores_cohort_risk", scores.c.cohort, scores.c.point, scores.c.probability.desc(), scores.c.student_id)
 Index(
     "ix_scores_cohort_tier_risk",
-    scores.c.cohort, scores.c.point, scores.c.tier, scores.c.probability.desc(), scores.c.student_id,
+    scores.c.cohort,
+    scores.c.point,
+    scores.c.tier,
+    scores.c.probability.desc(),
+    scores.c.student_id,
 )
 
 score_runs = Table(
@@ -150,8 +157,9 @@ def _async_commit(dbapi_conn, _record) -> None:
 def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> Engine:
     """An engine for `url` with the schema migrated to the newest version.
 
-    `serving=True` tunes it for the API: statements autocommit (a lookup is one round
-    trip, no BEGIN/COMMIT), no pre-ping per checkout, a pool sized for the thread pool.
+    `serving=True` tunes it for the API: statements autocommit (no BEGIN/COMMIT round
+    trips), no pre-ping per checkout (a dropped connection fails one request, then the
+    pool is refreshed), at most 10 connections.
     With `durable_audit=False` a PostgreSQL commit does not wait for the WAL flush, so an
     audit row written just before a database crash (the last few hundred ms) can be lost.
     """
@@ -159,9 +167,11 @@ def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> E
     if serving:
         options["isolation_level"] = "AUTOCOMMIT"
         if not url.startswith("sqlite"):
-            options.update(pool_size=10, max_overflow=20)
+            options.update(pool_size=5, max_overflow=5)  # + the lookup pool's 8: 18 connections per API worker
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
+        if engine.url.database and engine.url.database != ":memory:":
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh runtime folder
         event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.name == "postgresql" and serving and not durable_audit:
         event.listen(engine, "connect", _async_commit)
@@ -194,13 +204,13 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
 def migrate(engine: Engine) -> str:
     """Upgrade the store to the newest migration (a no-op when it is there); return that revision."""
     from alembic import command
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     cfg = _alembic_config()
     head = ScriptDirectory.from_config(cfg).get_current_head()
-    with engine.connect() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
+    with engine.connect() as conn:  # read directly: alembic's own check logs two INFO lines per connect
+        version = table("alembic_version", column("version_num"))
+        if inspect(conn).has_table("alembic_version") and conn.execute(select(version)).scalar() == head:
             return head
     with _migration_lock(engine) as conn:
         cfg.attributes["connection"] = conn
@@ -249,7 +259,13 @@ def write_outcomes(engine: Engine, frame: pd.DataFrame) -> int:
     """Replace the recorded outcomes of the students in `frame` (cohort, student_id, outcome, at_risk)."""
     now = datetime.now(UTC)
     rows = [
-        {"cohort": str(r.cohort), "student_id": str(r.student_id), "outcome": str(r.outcome), "at_risk": int(r.at_risk), "recorded_at": now}
+        {
+            "cohort": str(r.cohort),
+            "student_id": str(r.student_id),
+            "outcome": str(r.outcome),
+            "at_risk": int(r.at_risk),
+            "recorded_at": now,
+        }
         for r in frame.itertuples(index=False)
     ]
     with engine.begin() as conn:
@@ -289,7 +305,9 @@ def export_csv(frame: pd.DataFrame, path) -> None:
 
 # --- reads for the API -------------------------------------------------------------------
 
-_STUDENT_COLS = [scores.c[n] for n in ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")]
+_STUDENT_COLS = [
+    scores.c[n] for n in ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")
+]
 _PAGE_COLS = [scores.c[n] for n in ("student_id", "probability", "tier", "rank")]
 
 
@@ -305,8 +323,12 @@ def _student_query(cohort: bool, point: bool):
 # Built once: SQLAlchemy caches the compiled form of a statement object.
 _STUDENT_QUERIES = {(c, p): _student_query(c, p) for c in (False, True) for p in (False, True)}
 _AUDIT_ONE = insert(audit_log).values(
-    key_id=bindparam("key_id"), action="risk", student_id=bindparam("student_id"),
-    cohort=bindparam("a_cohort"), point=bindparam("a_point"), at=bindparam("at"),
+    key_id=bindparam("key_id"),
+    action="risk",
+    student_id=bindparam("student_id"),
+    cohort=bindparam("a_cohort"),
+    point=bindparam("a_point"),
+    at=bindparam("at"),
 )
 _STUDENT_AUDITED = {k: q.add_cte(_AUDIT_ONE.cte("audit")) for k, q in _STUDENT_QUERIES.items()}
 
@@ -317,8 +339,13 @@ def student_scores(
     """Every stored score of a student (optionally one cohort / point), and an audit row for
     the lookup by `key_id`, written whether or not a score is found."""
     params = {
-        "student_id": student_id, "cohort": cohort, "point": point,
-        "key_id": key_id, "a_cohort": cohort, "a_point": point, "at": datetime.now(UTC),
+        "student_id": student_id,
+        "cohort": cohort,
+        "point": point,
+        "key_id": key_id,
+        "a_cohort": cohort,
+        "a_point": point,
+        "at": datetime.now(UTC),
     }
     shape = (cohort is not None, point is not None)
     with engine.connect() as conn:
@@ -329,6 +356,57 @@ def student_scores(
             rows = conn.execute(_STUDENT_QUERIES[shape], params).all()
         conn.commit()
     return [r._asdict() for r in rows]
+
+
+# The API's hot path on PostgreSQL: this statement on an async psycopg connection, prepared
+# once per connection; no SQLAlchemy execution machinery, no hop to a worker thread.
+_PG_LOOKUP = """
+WITH audit AS (
+    INSERT INTO audit_log (key_id, action, student_id, cohort, point, at)
+    VALUES (%(key_id)s, 'risk', %(student_id)s, %(cohort)s, %(point)s, now())
+)
+SELECT cohort, point, probability, tier, rank, factors, model_version, scored_at
+FROM scores
+WHERE student_id = %(student_id)s
+  AND (%(cohort)s::varchar IS NULL OR cohort = %(cohort)s)
+  AND (%(point)s::varchar IS NULL OR point = %(point)s)
+"""
+_LOOKUP_COLUMNS = ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")
+
+
+async def open_lookup_pool(engine: Engine, *, size: int = 8, durable_audit: bool = True):
+    """An async psycopg pool to the engine's PostgreSQL database (autocommit), or None for other stores."""
+    if engine.dialect.name != "postgresql":
+        return None
+    from psycopg_pool import AsyncConnectionPool
+
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+
+    async def configure(conn) -> None:
+        if not durable_audit:
+            await conn.execute("SET synchronous_commit TO off")
+
+    pool = AsyncConnectionPool(
+        kwargs={**kwargs, "autocommit": True, "prepare_threshold": 0},
+        min_size=2,
+        max_size=size,
+        configure=configure,
+        open=False,
+        timeout=10,
+    )
+    await pool.open(wait=True, timeout=10)
+    return pool
+
+
+async def student_scores_async(
+    pool, student_id: str, *, key_id: int, cohort: str | None = None, point: str | None = None
+) -> list[dict]:
+    """`student_scores` on PostgreSQL through `open_lookup_pool`'s pool: one round trip."""
+    params = {"student_id": student_id, "cohort": cohort, "point": point, "key_id": key_id}
+    async with pool.connection() as conn:
+        cur = await conn.execute(_PG_LOOKUP, params)
+        rows = await cur.fetchall()
+    return [dict(zip(_LOOKUP_COLUMNS, r, strict=True)) for r in rows]
 
 
 def cohort_points(engine: Engine, cohort: str) -> list[str]:
@@ -364,19 +442,40 @@ def cohort_page(
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             page = q.cte("page")
-            audit = insert(audit_log).from_select(
-                ["key_id", "action", "student_id", "cohort", "point", "at"],
-                select(literal(key_id), literal("list"), page.c.student_id, literal(cohort), literal(point), literal(now)),
-            ).cte("audit")
+            audit = (
+                insert(audit_log)
+                .from_select(
+                    ["key_id", "action", "student_id", "cohort", "point", "at"],
+                    select(
+                        literal(key_id),
+                        literal("list"),
+                        page.c.student_id,
+                        literal(cohort),
+                        literal(point),
+                        literal(now),
+                    ),
+                )
+                .cte("audit")
+            )
             stmt = select(page).add_cte(audit).order_by(page.c.probability.desc(), page.c.student_id)
             rows = [r._asdict() for r in conn.execute(stmt)]
         else:
             rows = [r._asdict() for r in conn.execute(q)]
             if rows:
-                conn.execute(insert(audit_log), [
-                    {"key_id": key_id, "action": "list", "student_id": r["student_id"], "cohort": cohort,
-                     "point": point, "at": now} for r in rows
-                ])
+                conn.execute(
+                    insert(audit_log),
+                    [
+                        {
+                            "key_id": key_id,
+                            "action": "list",
+                            "student_id": r["student_id"],
+                            "cohort": cohort,
+                            "point": point,
+                            "at": now,
+                        }
+                        for r in rows
+                    ],
+                )
         conn.commit()
     return rows
 
@@ -401,7 +500,9 @@ def cohort_summaries(engine: Engine) -> list[dict]:
 
 def latest_runs(engine: Engine, point: str) -> list[dict]:
     """The score runs of a prediction point (cohort, model version, time)."""
-    q = select(score_runs.c.cohort, score_runs.c.model_version, score_runs.c.scored_at).where(score_runs.c.point == point)
+    q = select(score_runs.c.cohort, score_runs.c.model_version, score_runs.c.scored_at).where(
+        score_runs.c.point == point
+    )
     with engine.connect() as conn:
         return [r._asdict() for r in conn.execute(q)]
 
@@ -418,9 +519,11 @@ def tier_floors(engine: Engine, cohort: str, point: str) -> dict[str, float]:
 
 def scored_outcomes(engine: Engine, point: str) -> pd.DataFrame:
     """Scores of `point` joined with the recorded outcomes: cohort, model_version, probability, at_risk."""
-    q = select(scores.c.cohort, scores.c.model_version, scores.c.probability, outcomes.c.at_risk).join(
-        outcomes, (outcomes.c.cohort == scores.c.cohort) & (outcomes.c.student_id == scores.c.student_id)
-    ).where(scores.c.point == point)
+    q = (
+        select(scores.c.cohort, scores.c.model_version, scores.c.probability, outcomes.c.at_risk)
+        .join(outcomes, (outcomes.c.cohort == scores.c.cohort) & (outcomes.c.student_id == scores.c.student_id))
+        .where(scores.c.point == point)
+    )
     with engine.connect() as conn:
         return pd.DataFrame(conn.execute(q).all(), columns=["cohort", "model_version", "probability", "at_risk"])
 

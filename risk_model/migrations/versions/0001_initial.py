@@ -39,11 +39,15 @@ def upgrade() -> None:
     op.create_index("ix_scores_student", "scores", ["student_id", "scored_at"], if_not_exists=True)
     op.create_index("ix_scores_cohort_rank", "scores", ["cohort", "point", "rank"], if_not_exists=True)
     op.create_index(
-        "ix_scores_cohort_risk", "scores", ["cohort", "point", sa.text("probability DESC"), "student_id"],
+        "ix_scores_cohort_risk",
+        "scores",
+        ["cohort", "point", sa.text("probability DESC"), "student_id"],
         if_not_exists=True,
     )
     op.create_index(
-        "ix_scores_cohort_tier_risk", "scores", ["cohort", "point", "tier", sa.text("probability DESC"), "student_id"],
+        "ix_scores_cohort_tier_risk",
+        "scores",
+        ["cohort", "point", "tier", sa.text("probability DESC"), "student_id"],
         if_not_exists=True,
     )
     op.create_table(
