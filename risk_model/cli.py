@@ -29,7 +29,7 @@ DEMO_CONFIG = REPO / "examples" / "demo.toml"
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Settings file (TOML): the dataset contract and thresholds.")]
 HomeOpt = Annotated[
     Path | None,
-    typer.Option("--home", help="Runtime folder for models, scores and reports [env STUDENT_RISK_HOME, default ./runtime]."),
+    typer.Option("--home", help="Runtime folder for models, scores and reports (env STUDENT_RISK_HOME; default ./runtime)."),
 ]
 CohortOpt = Annotated[str | None, typer.Option("--cohort", help="Only this cohort of the file (e.g. 2025 or 2014J).")]
 
@@ -78,6 +78,14 @@ def _print_scoring(results: list[dict]) -> None:
         if r["n_unseen_category_values"]:
             typer.echo(f"  unseen categories (scored as unknown): {json.dumps(r['unseen_categories'])}")
         typer.echo(f"  scores:   {r['store']} (table `scores`)\n  export:   {r['export']}")
+
+
+def _finish_reports(out: list[dict], strict: bool) -> None:
+    """Print the reports; with --strict, exit 3 when any crossed its warning threshold."""
+    _print_reports(out)
+    if strict and any(r["warning"] for r in out):
+        typer.secho("A report crossed its warning threshold (--strict).", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
 
 
 def _print_reports(results: list[dict]) -> None:
@@ -186,10 +194,7 @@ def report(
         out = report_flow(str(config), str(data), _home(home), cohort)
     except _known_errors() as exc:
         _fail(exc)
-    _print_reports(out)
-    if strict and any(r["warning"] for r in out):
-        typer.secho("A report crossed its warning threshold (--strict).", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(code=3)
+    _finish_reports(out, strict)
 
 
 @app.command()
@@ -211,10 +216,7 @@ def outcomes(
         out = outcomes_flow(str(config), str(data), _home(home), cohort, str(intake) if intake else None)
     except _known_errors() as exc:
         _fail(exc)
-    _print_reports(out)
-    if strict and any(r["warning"] for r in out):
-        typer.secho("A report crossed its warning threshold (--strict).", fg=typer.colors.YELLOW, err=True)
-        raise typer.Exit(code=3)
+    _finish_reports(out, strict)
 
 
 @app.command()
@@ -339,6 +341,7 @@ def serve(
         port=port or settings.api_port,
         workers=workers or settings.api_workers,
         log_level="info",
+        access_log=False,  # request paths carry student ids; the audit table records lookups instead
     )
 
 

@@ -100,7 +100,8 @@ class DatasetContract(_Frozen):
         """Sort key of a cohort: its place in `cohort_order`, else a natural sort."""
         if self.cohort_order is not None:
             return (self.cohort_order.index(cohort),)
-        return tuple(int(p) if p.isdigit() else p for p in re.findall(r"\d+|\D+", str(cohort)))
+        # (0, number) or (1, text) per part, so "2019" and "A1" still compare
+        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", str(cohort)))
 
     def sort_cohorts(self, cohorts) -> list[str]:
         return sorted({str(c) for c in cohorts}, key=self.cohort_key)

@@ -16,7 +16,7 @@ from risk_model import store
 from risk_model.config import Config, Settings
 from risk_model.registry import Registry
 from risk_model.schema import Stage, at_risk, validate
-from risk_model.score import score
+from risk_model.score import ScoreResult, score
 from risk_model.sources import load_table
 from risk_model.train import train
 
@@ -66,6 +66,11 @@ def score_and_store(
     """Score a validated intake with the champion, replace its scores in the store, export CSV."""
     bundle = Registry(settings.registry_dir).load(point=point, contract=config.dataset)
     result = score(bundle, df, config.dataset, config.scoring, factors=factors, progress=progress)
+    return store_scores(settings, result, progress=progress)
+
+
+def store_scores(settings: Settings, result: ScoreResult, *, progress: Progress = log.info) -> dict:
+    """Replace the result's cohort scores in the store (one transaction) and export them as CSV."""
     engine = store.connect(settings.resolved_store_url)
     try:
         n = store.write_scores(engine, result.scores, result.summary)
@@ -73,9 +78,9 @@ def score_and_store(
         engine.dispose()
     settings.exports_dir.mkdir(parents=True, exist_ok=True)
     cohorts = "-".join(result.summary["cohorts"])
-    export = settings.exports_dir / f"scores-{cohorts}-{point}.csv"
+    export = settings.exports_dir / f"scores-{cohorts}-{result.summary['point']}.csv"
     store.export_csv(result.scores, export)
-    progress(f"Scored {n} students of cohort {cohorts} with model {bundle.version}: {result.summary['tiers']}")
+    progress(f"Scored {n} students of cohort {cohorts} with model {result.summary['model_version']}: {result.summary['tiers']}")
     return {**result.summary, "store": _safe_url(settings.resolved_store_url), "export": str(export)}
 
 

@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import make_url
 
-from risk_model import store
 from risk_model.config import DatasetContract, ScoringConfig, Settings
 from risk_model.registry import Bundle, Registry
 from risk_model.schema import unseen_categories
@@ -88,16 +86,7 @@ def load_bundle(registry_dir: str, point: str, version: str) -> Bundle:
 
 
 def save(settings: Settings, result: ScoreResult, *, progress: Callable[[str], None] = log.info) -> dict:
-    """Write every partition's scores in one store transaction and export the CSV (as `jobs.score_and_store`)."""
-    engine = store.connect(settings.resolved_store_url)
-    try:
-        n = store.write_scores(engine, result.scores, result.summary)
-    finally:
-        engine.dispose()
-    settings.exports_dir.mkdir(parents=True, exist_ok=True)
-    cohorts = "-".join(result.summary["cohorts"])
-    export = settings.exports_dir / f"scores-{cohorts}-{result.summary['point']}.csv"
-    store.export_csv(result.scores, export)
-    progress(f"Scored {n} students of cohort {cohorts} with model {result.summary['model_version']}: {result.summary['tiers']}")
-    url = make_url(settings.resolved_store_url).render_as_string(hide_password=True)
-    return {**result.summary, "store": url, "export": str(export)}
+    """Write every partition's scores in one store transaction and export the CSV."""
+    from risk_model.jobs import store_scores
+
+    return store_scores(settings, result, progress=progress)

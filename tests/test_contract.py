@@ -109,6 +109,7 @@ def test_cohort_natural_order():
     c = DatasetContract(id_column="i", cohort_column="c", outcome_column="o", at_risk_values=["f"], numeric_features=["x"])
     assert c.sort_cohorts(["2014B", "2013J", "2013B", "2014J"]) == ["2013B", "2013J", "2014B", "2014J"]
     assert c.sort_cohorts(["2020", "2019", "2100", "999"]) == ["999", "2019", "2020", "2100"]
+    assert c.sort_cohorts(["A1", "2019"]) == ["2019", "A1"]
 
 
 def test_bad_settings_file_names_key(tmp_path):
