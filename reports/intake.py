@@ -56,7 +56,21 @@ def build_intake_report(
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
-    num = [f for f in contract.numeric_features]
+    # A numeric column with no value on a side cannot be tested (Evidently refuses it): with no
+    # value on either side (on OULAD's day 0 nothing is due, so no weighted score) it is only
+    # named; emptied on one side only, the column itself vanished: that is drift.
+    empty = {
+        f: (reference[f].isna().all(), current[f].isna().all())
+        for f in contract.numeric_features
+        if reference[f].isna().all() or current[f].isna().all()
+    }
+    not_compared = [f for f, (r, c) in empty.items() if r and c]
+    vanished = {
+        f: {"method": "no values on one side", "score": 1.0, "threshold": None, "drifted": True,
+            "empty_in": "reference" if r else "intake"}
+        for f, (r, c) in empty.items() if r != c
+    }
+    num = [f for f in contract.numeric_features if f not in empty]
     cat = [f for f in contract.categorical]
     cols = num + cat + ["risk"]
     ref, ref_sampled = _sample(reference[cols], cfg.max_rows)
@@ -74,7 +88,7 @@ def build_intake_report(
     d = snap.dict()
     columns = _column_results(d)
     risk = columns.pop("risk")
-    features = {c: v for c, v in columns.items() if c in num + cat}
+    features = {**{c: v for c, v in columns.items() if c in num + cat}, **vanished}
     drifted = sorted((c for c, v in features.items() if v.get("drifted")), key=lambda c: -features[c]["score"])
     share = len(drifted) / max(1, len(features))
     dataset_drift = share >= cfg.drift_share
@@ -116,6 +130,11 @@ def build_intake_report(
         f"<p>Predicted risk: mean {current['risk'].mean():.3f} now vs. {reference['risk'].mean():.3f} in training "
         f"(drift score {risk['score']:.3f}, threshold {risk['threshold']}).</p>"
         + table(rows)
+        + (
+            f"<p class='note'>Not compared, no values in training or in this intake: "
+            f"{', '.join(contract.label(c) for c in not_compared)}.</p>"
+            if not_compared else ""
+        )
         + sampled_note
     )
     page = inject(snap.get_html_str(as_iframe=False), banner(f"Intake drift: cohort {cohort}", verdict,
@@ -132,6 +151,7 @@ def build_intake_report(
         "drift_share": share,
         "drifted_features": drifted,
         "features": features,
+        "not_compared": not_compared,
         "prediction_drift": {**risk, "mean_reference": float(reference["risk"].mean()), "mean_current": float(current["risk"].mean())},
         "n_reference": int(len(reference)),
         "n_current": int(len(current)),

@@ -159,7 +159,7 @@ def _logistic():
     return lambda numeric, categorical: make_pipeline(
         ColumnTransformer(
             [
-                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numeric),
+                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()), numeric),
                 ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=20), categorical),
             ]
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -373,3 +374,48 @@ def test_real_oulad(contract, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(
         build_table(REAL, 60, with_outcome=False), build_table(changed, 60, with_outcome=False)
     )
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real OULAD files not at {REAL}")
+def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: Path) -> None:
+    """What the README shows a user run on OULAD, with the shipped contract: train on 2013B + 2013J,
+    score and report 2014B, one champion per prediction day. Day 0 has no assessment due, so a
+    feature is empty on both sides: the drift report names it instead of failing."""
+    import re
+
+    from prefect.testing.utilities import prefect_test_harness
+    from typer.testing import CliRunner
+
+    from risk_model import store
+    from risk_model.cli import app
+    from risk_model.config import Settings
+
+    shipped = (Path(__file__).resolve().parents[1] / "examples" / "oulad.toml").read_text()
+    config = tmp_path / "oulad.toml"
+    # Only the days and the grid differ from the shipped file (test speed); the contract is the same.
+    text, n = re.subn(r"prediction_days = \[[^\]]*\]", "prediction_days = [0, 30]", shipped)
+    assert n == 1
+    config.write_text(text + '\n[training]\nparam_grid = [{num_leaves = 4, min_data_in_leaf = 100, lambda_l2 = 10.0}]\n'
+                      'learning_rate = 0.1\nmax_trees = 300\nearly_stopping_rounds = 20\n')
+    home = tmp_path / "runtime"
+    common = ["--config", str(config), "--home", str(home)]
+    runner = CliRunner()
+    with prefect_test_harness(server_startup_timeout=120):
+        trained = runner.invoke(app, ["train", str(REAL), *common, "--cohort", "2013B", "--cohort", "2013J"])
+        assert trained.exit_code == 0, trained.output
+        scored = runner.invoke(app, ["score", str(REAL), *common, "--cohort", "2014B"])
+        assert scored.exit_code == 0, scored.output
+        reported = runner.invoke(app, ["report", str(REAL), *common, "--cohort", "2014B"])
+        assert reported.exit_code == 0, reported.output
+
+    assert "CCC" in scored.output  # the module never seen in training is scored as unknown and counted
+    settings = Settings(home=home)
+    engine = store.connect(settings.resolved_store_url)
+    for day, n_students in [(0, 6955), (30, 6506)]:
+        rows = store.read_scores(engine, cohort="2014B", point=f"day{day}")
+        assert len(rows) == n_students and rows["student_id"].is_unique
+        (version,) = [p for p in (home / "reports" / "2014B" / f"day{day}").iterdir()]
+        drift = json.loads((version / "intake_drift.json").read_text())
+        assert drift["not_compared"] == (["weighted_score"] if day == 0 else [])
+        assert {"fairness", "generalization"} <= {p.stem for p in version.glob("*.html")}
+    assert (home / "reports" / "index.html").exists()

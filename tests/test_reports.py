@@ -172,6 +172,26 @@ def test_intake_verdict_says_what_was_planted(built_reports):
     assert clean["drift_share"] < ReportConfig().drift_share
 
 
+
+def test_intake_report_names_empty_columns_instead_of_failing(demo_config, small_demo, tmp_path):
+    """A feature with no value anywhere (OULAD's weighted score on day 0: nothing due yet) is
+    named as not compared; one emptied only in the intake is drift, not a crash."""
+    from reports.intake import build_intake_report
+
+    c = demo_config.dataset
+    rng = np.random.default_rng(0)
+    ref = small_demo.history.assign(risk=rng.uniform(size=len(small_demo.history)), early_assessment_score=np.nan)
+    cur = small_demo.history.sample(1000, random_state=1).assign(
+        risk=rng.uniform(size=1000), early_assessment_score=np.nan, vle_hours_per_week=np.nan
+    )
+    out = build_intake_report(ref, cur, c, ReportConfig(), tmp_path, cohort="2099", model_version="v")
+    assert out["not_compared"] == ["early_assessment_score"]
+    assert "early_assessment_score" not in out["features"]
+    assert out["features"]["vle_hours_per_week"]["empty_in"] == "intake"
+    assert "vle_hours_per_week" in out["drifted_features"]
+    html = (tmp_path / "intake_drift.html").read_text()
+    assert f"Not compared, no values in training or in this intake: {c.label('early_assessment_score')}" in html
+
 def _real(variant: dict) -> pd.DataFrame:
     engine = store.connect(variant["settings"].resolved_store_url)
     try:
