@@ -48,20 +48,16 @@ def _read(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd
     from sqlalchemy import select
 
     s, o = store.scores, store.outcomes
-    engine = store.connect(settings.resolved_store_url)
-    try:
-        with engine.connect() as conn:
-            scores = pd.DataFrame(
-                conn.execute(select(s.c.student_id, s.c.probability, s.c.tier, s.c.model_version)
-                             .where(s.c.cohort == cohort, s.c.point == point)).all(),
-                columns=["student_id", "probability", "tier", "model_version"],
-            )
-            outcomes = pd.DataFrame(
-                conn.execute(select(o.c.student_id, o.c.at_risk).where(o.c.cohort == cohort)).all(),
-                columns=["student_id", "at_risk"],
-            )
-    finally:
-        engine.dispose()
+    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
+        scores = pd.DataFrame(
+            conn.execute(select(s.c.student_id, s.c.probability, s.c.tier, s.c.model_version)
+                         .where(s.c.cohort == cohort, s.c.point == point)).all(),
+            columns=["student_id", "probability", "tier", "model_version"],
+        )
+        outcomes = pd.DataFrame(
+            conn.execute(select(o.c.student_id, o.c.at_risk).where(o.c.cohort == cohort)).all(),
+            columns=["student_id", "at_risk"],
+        )
     return scores, outcomes
 
 
@@ -92,12 +88,8 @@ def has_outcomes(settings: Settings, cohort: str) -> bool:
     """Whether real outcomes of `cohort` are recorded in the store."""
     from sqlalchemy import select
 
-    engine = store.connect(settings.resolved_store_url)
-    try:
-        with engine.connect() as conn:
-            return conn.execute(select(store.outcomes.c.id).where(store.outcomes.c.cohort == cohort).limit(1)).first() is not None
-    finally:
-        engine.dispose()
+    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
+        return conn.execute(select(store.outcomes.c.id).where(store.outcomes.c.cohort == cohort).limit(1)).first() is not None
 
 
 def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: str = "default") -> dict:

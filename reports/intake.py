@@ -59,11 +59,8 @@ def build_intake_report(
     # A numeric column with no value on a side cannot be tested (Evidently refuses it): with no
     # value on either side (on OULAD's day 0 nothing is due, so no weighted score) it is only
     # named; emptied on one side only, the column itself vanished: that is drift.
-    empty = {
-        f: (reference[f].isna().all(), current[f].isna().all())
-        for f in contract.numeric_features
-        if reference[f].isna().all() or current[f].isna().all()
-    }
+    sides = {f: (reference[f].isna().all(), current[f].isna().all()) for f in contract.numeric_features}
+    empty = {f: s for f, s in sides.items() if any(s)}
     not_compared = [f for f, (r, c) in empty.items() if r and c]
     vanished = {
         f: {"method": "no values on one side", "score": 1.0, "threshold": None, "drifted": True,
@@ -71,7 +68,7 @@ def build_intake_report(
         for f, (r, c) in empty.items() if r != c
     }
     num = [f for f in contract.numeric_features if f not in empty]
-    cat = [f for f in contract.categorical]
+    cat = list(contract.categorical)
     cols = num + cat + ["risk"]
     ref, ref_sampled = _sample(reference[cols], cfg.max_rows)
     cur, cur_sampled = _sample(current[cols], cfg.max_rows)

@@ -71,11 +71,8 @@ def score_and_store(
 
 def store_scores(settings: Settings, result: ScoreResult, *, progress: Progress = log.info) -> dict:
     """Replace the result's cohort scores in the store (one transaction) and export them as CSV."""
-    engine = store.connect(settings.resolved_store_url)
-    try:
+    with store.opened(settings.resolved_store_url) as engine:
         n = store.write_scores(engine, result.scores, result.summary)
-    finally:
-        engine.dispose()
     settings.exports_dir.mkdir(parents=True, exist_ok=True)
     cohorts = "-".join(result.summary["cohorts"])
     export = settings.exports_dir / f"scores-{cohorts}-{result.summary['point']}.csv"
@@ -95,11 +92,8 @@ def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dic
             "at_risk": at_risk(df, c),
         }
     )
-    engine = store.connect(settings.resolved_store_url)
-    try:
+    with store.opened(settings.resolved_store_url) as engine:
         n = store.write_outcomes(engine, frame)
-    finally:
-        engine.dispose()
     return {"n_outcomes": n, "cohorts": sorted(frame.cohort.unique().tolist()), "at_risk_rate": float(frame.at_risk.mean())}
 
 

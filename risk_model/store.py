@@ -179,6 +179,17 @@ def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> E
     return engine
 
 
+
+@contextlib.contextmanager
+def opened(url: str) -> Iterator[Engine]:
+    """`connect(url)` for one job step; the engine's connections are closed when the block ends."""
+    engine = connect(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _alembic_config():
     from alembic.config import Config as AlembicConfig
 

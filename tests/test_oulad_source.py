@@ -410,9 +410,9 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
 
     assert "CCC" in scored.output  # the module never seen in training is scored as unknown and counted
     settings = Settings(home=home)
-    engine = store.connect(settings.resolved_store_url)
     for day, n_students in [(0, 6955), (30, 6506)]:
-        rows = store.read_scores(engine, cohort="2014B", point=f"day{day}")
+        with store.opened(settings.resolved_store_url) as engine:
+            rows = store.read_scores(engine, cohort="2014B", point=f"day{day}")
         assert len(rows) == n_students and rows["student_id"].is_unique
         (version,) = [p for p in (home / "reports" / "2014B" / f"day{day}").iterdir()]
         drift = json.loads((version / "intake_drift.json").read_text())
