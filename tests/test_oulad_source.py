@@ -301,6 +301,22 @@ def test_features_by_hand(small_dir: Path) -> None:
     assert s1.cohort == "2013J" and s1.code_module == "AAA"
 
 
+def test_weighted_score_counts_each_assessment_equally_while_none_due_carries_weight(small_dir: Path, tmp_path: Path) -> None:
+    """Module GGG's marked assignments all weigh 0: its students must still get a weighted score
+    (NaN there read as "no score" to the model and put a whole unseen module at ~0.94 risk)."""
+    raw = _read_back(small_dir)
+    raw["assessments"].loc[raw["assessments"]["id_assessment"] == 1, "weight"] = 0.0
+    folder = _write(raw, tmp_path / "zero_weight")
+    t25 = build_table(folder, 25).set_index("enrolment_id")
+    # Due by 25: assessments 1 and 2, both weight 0, so each counts once; missed counts as 0, "?" is left out.
+    assert t25.loc["AAA-1"].weighted_score == pytest.approx((60 + 80) / 2)
+    assert t25.loc["AAA-2"].weighted_score == pytest.approx(80)
+    # Once an assessment with weight falls due (3: weight 30, day 40), the plan's weights apply.
+    t45 = build_table(folder, 45).set_index("enrolment_id")
+    assert t45.loc["AAA-1"].weighted_score == pytest.approx((0 * 60 + 0 * 80 + 30 * 0) / 30)  # missed 3
+    assert t45.loc["AAA-2"].weighted_score == pytest.approx(30 * 70 / 30)  # 3 banked at 70
+
+
 def test_day_zero_has_the_same_columns_and_only_banked_results(small_dir: Path, raw_dir: Path) -> None:
     t0, t60 = build_table(small_dir, 0).set_index("enrolment_id"), build_table(small_dir, 60).set_index("enrolment_id")
     assert list(t0.columns) == list(t60.columns)

@@ -16,8 +16,9 @@ When is a fact "known by day N"? Every date here is a whole day, so the rules ar
 Scores: a "?" score is a submission whose mark is unknown: it counts as submitted (not
 missing) but is left out of the score statistics and of `weighted_score`, where a due
 assessment not submitted counts as 0. Weights and due dates come from the published
-assessment plan; `weighted_score` uses only assessments due by day N (NaN while their
-weights sum to 0, e.g. modules whose early assessments carry no weight).
+assessment plan; `weighted_score` uses only assessments due by day N. Where all of those
+carry zero weight (module GGG's marked assignments) each counts equally, so the feature
+means the same in every module; it is NaN only while nothing is due.
 `final_result` is the outcome, returned only with `with_outcome=True`.
 """
 
@@ -159,6 +160,12 @@ def _assessment_features(rows: pd.DataFrame, assessment: pd.DataFrame, known: pd
     frame = rows.join(per_module, on=MODULE)
     frame[["n_due", "due_weight"]] = frame[["n_due", "due_weight"]].fillna(0.0)
 
+    # Modules whose due assessments all carry zero weight (GGG's marked TMAs) still show how a
+    # student is doing: there each due assessment counts equally.
+    equal = per_module.index[per_module["due_weight"] <= 0]
+    no_weight = pd.MultiIndex.from_frame(known[MODULE]).isin(equal)
+    known = known.assign(weight=np.where(no_weight, 1.0, known["weight"]))
+    frame["due_weight"] = np.where(frame["due_weight"] > 0, frame["due_weight"], frame["n_due"])
     s = known.assign(
         own=known["is_banked"] == 0,
         is_due=known["due"] <= day,
