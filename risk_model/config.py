@@ -122,7 +122,7 @@ class TrainingConfig(_Frozen):
             {"num_leaves": 16, "min_data_in_leaf": 40, "lambda_l2": 1.0},
             {"num_leaves": 32, "min_data_in_leaf": 20, "lambda_l2": 1.0},
         ],
-        description="LightGBM parameter sets tried; the one with the best cohort-grouped CV log loss wins.",
+        description="LightGBM parameter sets tried; the one with the best cohort-grouped CV AUC wins.",
     )
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     num_threads: int = Field(

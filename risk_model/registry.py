@@ -54,6 +54,10 @@ class Bundle:
     def levels(self) -> dict[str, list[str]]:
         return self.metadata["category_levels"]
 
+    @property
+    def fill(self) -> dict[str, float]:
+        return self.metadata.get("missing_fill", {})  # versions saved before it existed: none
+
     def reference(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "reference.parquet")
 
@@ -142,6 +146,7 @@ class Registry:
             "contract": _contract_part(config.dataset),
             "features": list(m.booster.feature_name()),
             "category_levels": m.levels,
+            "missing_fill": m.fill,
             "feature_labels": {f: config.dataset.label(f) for f in config.dataset.features},
             "params": {k: v for k, v in m.params.items()},
             "n_trees": m.n_trees,

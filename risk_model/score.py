@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from risk_model.config import DatasetContract, ScoringConfig
-from risk_model.features import build_features
+from risk_model.features import build_features, fill_unlearned
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
 
@@ -83,7 +83,8 @@ def probabilities(
 ) -> tuple[np.ndarray, list[list[dict]]]:
     """Calibrated probability and top factors of each row. Row by row, so slices of an intake can be
     done apart (other processes or machines); ranks and capacity tiers need the whole cohort: `assemble`."""
-    X = build_features(df, contract, bundle.levels)
+    shown = build_features(df, contract, bundle.levels)
+    X = fill_unlearned(shown, bundle.fill)
     threads = 1 if len(X) < CHUNK else 0  # OpenMP start-up costs more than it saves on small inputs
     raw = bundle.booster.predict(X, raw_score=True, num_threads=threads)
     p = bundle.calibrator(raw)
@@ -92,7 +93,8 @@ def probabilities(
         factor_lists = []
         for start in range(0, len(X), CHUNK):
             part = X.iloc[start : start + CHUNK]
-            factor_lists += top_factors(bundle.booster.predict(part, pred_contrib=True, num_threads=threads), part, s.n_factors)
+            contrib = bundle.booster.predict(part, pred_contrib=True, num_threads=threads)
+            factor_lists += top_factors(contrib, shown.iloc[start : start + CHUNK], s.n_factors)  # values as given
             if len(X) > CHUNK:
                 progress(f"Explained {min(start + CHUNK, len(X))}/{len(X)} students")
     return p, factor_lists

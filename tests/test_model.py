@@ -199,3 +199,20 @@ def test_rescoring_replaces_and_failure_leaves_store_as_it_was(backend, trained_
         pd.testing.assert_frame_equal(before, after)
     finally:
         engine.dispose()
+
+
+def test_missing_value_never_seen_in_training_scores_as_typical_not_as_zero(trained_home, demo_config):
+    """LightGBM reads NaN in a feature it never saw missing as 0: an extreme value for most features."""
+    bundle = Registry(trained_home["settings"].registry_dir).load()
+    assert "prior_gpa" in bundle.fill  # never missing in the demo history
+    intake = trained_home["intake"].head(50).copy()
+    unknown = intake.assign(prior_gpa=np.nan)
+    typical = intake.assign(prior_gpa=bundle.fill["prior_gpa"])
+    zero = intake.assign(prior_gpa=0.0)
+    s = demo_config.scoring
+    p_unknown = score(bundle, unknown, demo_config.dataset, s).scores.probability.to_numpy()
+    np.testing.assert_allclose(p_unknown, score(bundle, typical, demo_config.dataset, s, factors=False).scores.probability)
+    assert np.abs(p_unknown - score(bundle, zero, demo_config.dataset, s, factors=False).scores.probability).max() > 0.05
+    shown = [f["value"] for row in score(bundle, unknown, demo_config.dataset, s).scores.factors for f in row
+             if f["feature"] == "prior_gpa"]
+    assert shown and all(v is None for v in shown)  # factors show what was given, not the fill
