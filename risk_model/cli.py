@@ -26,7 +26,11 @@ app = typer.Typer(
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "examples" / "demo.toml"
 
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Settings file (TOML): the dataset contract and thresholds.")]
+# exists=True: a mistyped path is refused before Prefect starts its temporary server (~20 s).
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", exists=True, dir_okay=False, help="Settings file (TOML): the dataset contract and thresholds."),
+]
 HomeOpt = Annotated[
     Path | None,
     typer.Option("--home", help="Runtime folder for models, scores and reports (env STUDENT_RISK_HOME; default ./runtime)."),
@@ -142,7 +146,7 @@ def demo(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Past cohorts with outcomes: CSV/Parquet, or a raw-source folder.")],
+    data: Annotated[Path, typer.Argument(exists=True, help="Past cohorts with outcomes: CSV/Parquet, or a raw-source folder.")],
     config: ConfigOpt,
     home: HomeOpt = None,
     force: Annotated[bool, typer.Option(help="Make the new model champion even if it validates worse.")] = False,
@@ -162,7 +166,7 @@ def train(
 
 @app.command()
 def score(
-    data: Annotated[Path, typer.Argument(help="The new intake, without outcomes: CSV/Parquet, or a raw-source folder.")],
+    data: Annotated[Path, typer.Argument(exists=True, help="The new intake, without outcomes: CSV/Parquet, or a raw-source folder.")],
     config: ConfigOpt,
     home: HomeOpt = None,
     cohort: CohortOpt = None,
@@ -180,7 +184,7 @@ def score(
 
 @app.command()
 def report(
-    data: Annotated[Path, typer.Argument(help="The scored intake (same file you scored).")],
+    data: Annotated[Path, typer.Argument(exists=True, help="The scored intake (same file you scored).")],
     config: ConfigOpt,
     home: HomeOpt = None,
     cohort: CohortOpt = None,
@@ -199,12 +203,12 @@ def report(
 
 @app.command()
 def outcomes(
-    data: Annotated[Path, typer.Argument(help="Real outcomes of a scored cohort: id, cohort and outcome columns.")],
+    data: Annotated[Path, typer.Argument(exists=True, help="Real outcomes of a scored cohort: id, cohort and outcome columns.")],
     config: ConfigOpt,
     home: HomeOpt = None,
     cohort: CohortOpt = None,
     intake: Annotated[
-        Path | None, typer.Option(help="The scored intake file: also rebuild the fairness report on real outcomes.")
+        Path | None, typer.Option(exists=True, help="The scored intake file: also rebuild the fairness report on real outcomes.")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
 ) -> None:

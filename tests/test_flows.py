@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -119,3 +120,18 @@ def test_help_is_plain():
     assert res.exit_code == 0
     for cmd in ("demo", "train", "score", "report"):
         assert cmd in res.output
+
+
+def test_cli_refuses_a_mistyped_path_before_starting_anything(tmp_path, fast_config_path, demo_files):
+    home = tmp_path / "rt"
+    runner = CliRunner()
+    for args in (
+        ["train", str(tmp_path / "histroy.csv"), "-c", str(fast_config_path)],
+        ["score", str(demo_files / "intake.csv"), "-c", str(tmp_path / "setings.toml")],
+        ["outcomes", str(demo_files / "intake.csv"), "-c", str(fast_config_path), "--intake", str(tmp_path / "x.csv")],
+    ):
+        res = runner.invoke(app, [*args, "--home", str(home)], env={"COLUMNS": "400"})  # no wrapped lines
+        assert res.exit_code == 2, res.output
+        missing = next(a for a in args if "histroy" in a or "setings" in a or a.endswith("x.csv"))
+        assert "does not exist" in res.output and Path(missing).name in res.output
+    assert not home.exists()  # nothing started, nothing written
