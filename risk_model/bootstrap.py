@@ -4,7 +4,8 @@ A resample is a row of counts (how often each student was drawn), so B resamples
 B x n matrix and every metric is a few cumulative sums along its rows: ROC AUC (ties
 count half, as scikit-learn), average precision (scikit-learn's PR AUC), Brier, recall in
 the top k% and the calibration curve. Rows are sorted by predicted risk once; nothing
-loops over resamples except in blocks that bound memory.
+loops over resamples except in blocks that bound memory. `paired_auc_difference` draws each
+resample once and scores two models on it, for the interval of their AUC difference.
 """
 
 from __future__ import annotations
@@ -18,6 +19,33 @@ from risk_model import evaluate
 BOOT_METRICS = ("roc_auc", "pr_auc", "brier", "recall_top_k")
 
 
+def _by_value(W: np.ndarray, y: np.ndarray, starts: np.ndarray):
+    """Weights of positives and negatives per row, and summed per distinct risk value."""
+    pos = W * y
+    neg = W - pos
+    return pos, neg, np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, axis=1)
+
+
+def _auc(pos_v: np.ndarray, neg_v: np.ndarray) -> np.ndarray:
+    """ROC AUC per row from the weights of positives and negatives at each distinct risk value (ascending)."""
+    neg_below = np.cumsum(neg_v, axis=1) - neg_v
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (pos_v * (neg_below + 0.5 * neg_v)).sum(axis=1) / (pos_v.sum(axis=1) * neg_v.sum(axis=1))
+
+
+def _sorted(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row order by ascending p (among ties, later rows first) and the first position of each distinct value."""
+    order = np.lexsort((-np.arange(len(p)), p))
+    ps = p[order]
+    return order, np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
+
+
+def _counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
+    """b resamples of n rows with replacement, as a b x n matrix of how often each row was drawn."""
+    idx = rng.integers(0, n, size=(b, n))
+    return np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+
+
 def _weighted(
     W: np.ndarray, y: np.ndarray, p: np.ndarray, starts: np.ndarray, n_top: int, bin_edges: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -27,15 +55,10 @@ def _weighted(
     `bin_edges` the first positions of each calibration bin.
     """
     W = W.astype(np.float64, copy=False)
-    pos = W * y
-    neg = W - pos
+    pos, neg, pos_v, neg_v = _by_value(W, y, starts)
     n_pos = pos.sum(axis=1)
-    n_neg = neg.sum(axis=1)
-    pos_v = np.add.reduceat(pos, starts, axis=1)  # weight of positives per distinct risk value
-    neg_v = np.add.reduceat(neg, starts, axis=1)
-    neg_below = np.cumsum(neg_v, axis=1) - neg_v
+    auc = _auc(pos_v, neg_v)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (pos_v * (neg_below + 0.5 * neg_v)).sum(axis=1) / (n_pos * n_neg)
         # average precision over thresholds from the highest risk down
         tp = np.cumsum(pos_v[:, ::-1], axis=1)
         fp = np.cumsum(neg_v[:, ::-1], axis=1)
@@ -83,9 +106,8 @@ def bootstrap_metrics(
     n = len(y)
     if n == 0:
         raise ValueError("bootstrap_metrics needs at least one row")
-    order = np.lexsort((-np.arange(n), p))  # ascending p; among ties, later rows first
+    order, starts = _sorted(p)
     y, p = y[order], p[order]
-    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
     n_top = max(1, math.ceil(n * k_percent / 100))
     n_bins = max(1, min(n_bins, n))
     bin_edges = np.unique(np.linspace(0, n, n_bins + 1, dtype=np.int64)[:-1])
@@ -97,8 +119,7 @@ def bootstrap_metrics(
     draws: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, block):
         b = min(block, n_boot - start)
-        idx = rng.integers(0, n, size=(b, n))
-        W = np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        W = _counts(rng, b, n)
         for name, v in _weighted(W, y, p, starts, n_top, bin_edges).items():
             draws.setdefault(name, []).append(v)
     boot = {name: np.concatenate(v) for name, v in draws.items()}
@@ -142,3 +163,26 @@ def calibration_curve(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[di
         {"bin": i + 1, "n": int(b - a), "mean_predicted": float(p[a:b].mean()), "observed": float(y[a:b].mean())}
         for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True))
     ]
+
+
+def paired_auc_difference(
+    y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, *, n_boot: int, level: float = 0.95, seed: int = 0, block: int = 50
+) -> dict:
+    """ROC AUC of `p_a` minus that of `p_b` on the same students, with a percentile interval over
+    paired resamples (each resample scores both models on the same drawn students).
+
+    Returns {"value", "low", "high"}.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    views = [(o, y[o], st) for o, st in (_sorted(np.asarray(p, dtype=np.float64)) for p in (p_a, p_b))]
+
+    def gap(W: np.ndarray) -> np.ndarray:  # AUC of a minus AUC of b, per row of weights
+        a, b = (_auc(*_by_value(W[:, order], y_sorted, starts)[2:]) for order, y_sorted, starts in views)
+        return a - b
+
+    value = gap(np.ones((1, n)))[0]
+    rng = np.random.default_rng(seed)
+    diffs = [gap(_counts(rng, min(block, n_boot - start), n).astype(np.float64)) for start in range(0, n_boot, block)]
+    low, high = np.nanpercentile(np.concatenate(diffs), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return {"value": float(value), "low": float(low), "high": float(high)}

@@ -223,29 +223,25 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
 
     backtest_predictions = None
     if len(order) >= 2:
-        backtest = {name: ([], [], []) for name in ("lightgbm", "base_rate", "logistic")}
+        parts = []
         splitter = ForwardCohortSplit(order=c.cohort_key)
         for tr, te in splitter.split(X, y, cohorts):
             test_cohort = cohorts[te[0]]
             progress(f"Backtest: training on cohorts before {test_cohort}, testing on {test_cohort}")
             tr_levels = category_levels(df.iloc[tr], c)
             fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t, c)
-            preds = {
+            parts.append(pd.DataFrame({
+                "cohort": cohorts[te],
+                "y": y[te],
                 "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),
                 "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
                 "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
-            }
+            }))
             metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
-            for name, p in preds.items():
-                backtest[name][0].append(cohorts[te])
-                backtest[name][1].append(y[te])
-                backtest[name][2].append(p)
-        for name, (g, yy, pp) in backtest.items():
-            metrics["backtest"][name] = evaluate.metrics_by_cohort(np.concatenate(g), np.concatenate(yy), np.concatenate(pp), k)
-        g, yy, _ = backtest["lightgbm"]
-        backtest_predictions = pd.DataFrame(
-            {"cohort": np.concatenate(g), "y": np.concatenate(yy), **{n: np.concatenate(v[2]) for n, v in backtest.items()}}
-        )
+        backtest_predictions = pd.concat(parts, ignore_index=True)
+        g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
+        for name in ("lightgbm", "base_rate", "logistic"):
+            metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, backtest_predictions[name].to_numpy(), k)
 
     summary = summarize(metrics, t)
     progress(summary["headline"])

@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 from reports.generalization import build_generalization_report
 from reports.index import build_index
 from risk_model import evaluate, store
-from risk_model.bootstrap import _weighted, bootstrap_metrics, calibration_curve
+from risk_model.bootstrap import _weighted, bootstrap_metrics, calibration_curve, paired_auc_difference
 from risk_model.config import ReportConfig, TrainingConfig
 from risk_model.fairness import OTHER, Z, column_report, merge_small_groups
 
@@ -42,6 +42,22 @@ def test_weighted_metrics_with_unit_weights_equal_scikit_learn(n, ties):
     assert got["pr_auc"][0] == pytest.approx(average_precision_score(y, p))
     assert got["brier"][0] == pytest.approx(brier_score_loss(y, p))
     assert got["recall_top_k"][0] == pytest.approx(evaluate.recall_at_top_k(y, p, 10))
+
+
+def test_paired_auc_difference_is_sklearns_and_pairing_narrows_it():
+    rng = np.random.default_rng(1)
+    n = 3000
+    signal = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-signal))).astype(int)
+    better, worse = signal + rng.normal(0, 0.5, n), signal + rng.normal(0, 0.6, n)  # close, strongly correlated
+    r = paired_auc_difference(y, better, np.round(worse, 1), n_boot=300)  # rounding makes ties
+    assert r["value"] == pytest.approx(roc_auc_score(y, better) - roc_auc_score(y, np.round(worse, 1)))
+    assert r["low"] <= r["value"] <= r["high"]
+    # Unpaired, each AUC alone is uncertain by more than the whole paired interval's width.
+    alone = bootstrap_metrics(y, better, k_percent=10, n_boot=300)["metrics"]["roc_auc"]
+    assert r["high"] - r["low"] < alone["high"] - alone["low"]
+    same = paired_auc_difference(y, better, better * 2 + 1, n_boot=50)  # same ranking: no difference at all
+    assert same == {"value": 0.0, "low": 0.0, "high": 0.0}
 
 
 def test_bootstrap_intervals_cover_the_value_and_shrink_with_more_students():
