@@ -100,8 +100,10 @@ def main() -> None:
         print(json.dumps(run_one(args.one)))
         return
     print(f"student-risk core benchmark: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    head = (f"{'students':>9} {'intake':>7} {'train s':>8} {'score+store s':>13} {'report s':>8} {'peak MB':>8} "
-            f"{'scored/s':>9} {'bare/s':>9} {'ratio':>6} {'w/ factors/s':>12} {'bare contrib/s':>14} {'ratio':>6}")
+    head = (
+        f"{'students':>9} {'intake':>7} {'train s':>8} {'score+store s':>13} {'report s':>8} {'peak MB':>8} "
+        f"{'scored/s':>9} {'bare/s':>9} {'ratio':>6} {'w/ factors/s':>12} {'bare contrib/s':>14} {'ratio':>6}"
+    )
     print(head)
     for n in args.sizes:
         proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True, check=True)
@@ -113,9 +115,11 @@ def main() -> None:
             f"{r['bare_contrib_per_s']:>14.0f} {r['throughput_factors'] / r['bare_contrib_per_s']:>6.2f}",
             flush=True,
         )
-    print(f"load average at the end {os.getloadavg()[0]:.1f}. score+store s: score with factors, write to SQLite, "
-          "export CSV. scored/s: risk_model.score.score (features, calibration, ranks, tiers) without / with factors; "
-          "ratio = that / bare Booster.predict (raw, or pred_contrib) on the same rows.")
+    print(
+        f"load average at the end {os.getloadavg()[0]:.1f}. score+store s: score with factors, write to SQLite, "
+        "export CSV. scored/s: risk_model.score.score (features, calibration, ranks, tiers) without / with factors; "
+        "ratio = that / bare Booster.predict (raw, or pred_contrib) on the same rows."
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,10 @@ def main() -> None:
     config = load_config(args.config)
     days = args.days or config.source.prediction_days
     print(f"OULAD backtest, {os.cpu_count()} cores; product = {args.config.name}")
-    print(f"{'day':>4} {'test':>6} {'n':>6} {'product':>8} {'logistic':>9} {'promised(CV)':>13} {'bar':>6}  beats"
-          f"  {'product-logistic [95% paired bootstrap]':>40}")
+    print(
+        f"{'day':>4} {'test':>6} {'n':>6} {'product':>8} {'logistic':>9} {'promised(CV)':>13} {'bar':>6}  beats"
+        f"  {'product-logistic [95% paired bootstrap]':>40}"
+    )
     worst = []
     backtest_s = 0.0  # preparing and training only; the paired intervals below are the bench's own
     for day in days:
@@ -65,11 +67,16 @@ def main() -> None:
             ok = ours > lr and (bar is None or ours > bar)
             worst.append(ok)
             rows = r.backtest_predictions[r.backtest_predictions.cohort == cohort]
-            d = paired_auc_difference(rows.y.to_numpy(), rows.lightgbm.to_numpy(), rows.logistic.to_numpy(), n_boot=1000)
+            d = paired_auc_difference(
+                rows.y.to_numpy(), rows.lightgbm.to_numpy(), rows.logistic.to_numpy(), n_boot=1000
+            )
             gap, lo, hi = d["value"], d["low"], d["high"]
-            print(f"{day:>4} {cohort:>6} {bt['lightgbm'][cohort]['n']:>6} {ours:>8.3f} {lr:>9.3f} {promised:>13.3f} "
-                  f"{bar if bar else '':>6}  {'yes' if ok else 'NO ':<4} {gap:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-                  f"{'  within noise' if lo < 0 < hi else ''}", flush=True)
+            print(
+                f"{day:>4} {cohort:>6} {bt['lightgbm'][cohort]['n']:>6} {ours:>8.3f} {lr:>9.3f} {promised:>13.3f} "
+                f"{bar if bar else '':>6}  {'yes' if ok else 'NO ':<4} {gap:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                f"{'  within noise' if lo < 0 < hi else ''}",
+                flush=True,
+            )
     print(f"backtest wall time {backtest_s:.0f} s; beats logistic and bar everywhere: {all(worst)}")
     if args.skip_yearly:
         return
@@ -88,8 +95,10 @@ def main() -> None:
         intake = jobs.prepare(config, args.data, stage="score", point=point, cohorts=["2014B"])
         jobs.score_and_store(settings, config, intake, point=point, progress=lambda _: None)
         build.intake_report(settings, config, intake, point=point)
-    print(f"yearly run on OULAD ({len(days)} prediction days: train 2013B+2013J, score + report 2014B): "
-          f"{time.perf_counter() - t0:.0f} s wall, peak memory {peak_mb():.0f} MB; output in {home}")
+    print(
+        f"yearly run on OULAD ({len(days)} prediction days: train 2013B+2013J, score + report 2014B): "
+        f"{time.perf_counter() - t0:.0f} s wall, peak memory {peak_mb():.0f} MB; output in {home}"
+    )
 
 
 if __name__ == "__main__":

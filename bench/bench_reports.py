@@ -24,11 +24,15 @@ def _config():
     from risk_model.config import TrainingConfig, load_config
 
     config = load_config(REPO / "examples" / "demo.toml")
-    training = TrainingConfig(**{
-        **config.training.model_dump(),
-        "param_grid": [{"num_leaves": 15, "min_data_in_leaf": 40, "lambda_l2": 1.0}],
-        "max_trees": 300, "learning_rate": 0.1, "early_stopping_rounds": 20,
-    })
+    training = TrainingConfig(
+        **{
+            **config.training.model_dump(),
+            "param_grid": [{"num_leaves": 15, "min_data_in_leaf": 40, "lambda_l2": 1.0}],
+            "max_trees": 300,
+            "learning_rate": 0.1,
+            "early_stopping_rounds": 20,
+        }
+    )
     return config.model_copy(update={"training": training})
 
 
@@ -103,8 +107,11 @@ def main(argv: list[str] | None = None) -> None:
                 js = html.with_suffix(".json")
             print(f"{n:>9}  {name:<15} {dt:>6.1f} s  {_size(html)}  {js.stat().st_size / 1e3:6.1f} kB", flush=True)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-        print(f"{n:>9}  {'all reports':<15} {total:>6.1f} s   (set-up: score + store + outcomes {setup:.0f} s; "
-              f"peak memory so far {peak:.1f} GB)", flush=True)
+        print(
+            f"{n:>9}  {'all reports':<15} {total:>6.1f} s   (set-up: score + store + outcomes {setup:.0f} s; "
+            f"peak memory so far {peak:.1f} GB)",
+            flush=True,
+        )
         for name, r in results.items():
             print(f"{'':>11}{name}: {r['verdict'][:150]}{'...' if len(r['verdict']) > 150 else ''}", flush=True)
         print(flush=True)

@@ -47,8 +47,9 @@ def trained(home: Path):
     config = load_config(REPO / "examples" / "demo.toml")
     demo = make_demo(n_per_cohort=3000, n_past=6, seed=0)
     settings = Settings(home=home)
-    jobs.train_and_register(settings, config, validate(demo.history, config.dataset, stage="train", source="bench"),
-                            progress=lambda _: None)
+    jobs.train_and_register(
+        settings, config, validate(demo.history, config.dataset, stage="train", source="bench"), progress=lambda _: None
+    )
     bundle = Registry(settings.registry_dir).load(contract=config.dataset)
     return config, bundle
 
@@ -65,8 +66,15 @@ def run_on(client, bundle, bundle_f, df, config, *, partitions: int, factors: bo
     parts = partition.split(df, partitions)
     part_fs = client.scatter(parts, hash=False)
     t1 = time.perf_counter()
-    futures = client.map(partition.score_part, [bundle_f] * len(parts), part_fs, [c] * len(parts),
-                         [s] * len(parts), [factors] * len(parts), pure=False)
+    futures = client.map(
+        partition.score_part,
+        [bundle_f] * len(parts),
+        part_fs,
+        [c] * len(parts),
+        [s] * len(parts),
+        [factors] * len(parts),
+        pure=False,
+    )
     results = client.gather(futures)
     t2 = time.perf_counter()
     result = partition.combine(bundle, df, c, s, results)
@@ -87,31 +95,40 @@ def main() -> None:
     import lightgbm
 
     started = time.perf_counter()
-    print(f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
-          f"lightgbm {lightgbm.__version__}, dask {distributed.__version__}")
+    print(
+        f"machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, "
+        f"lightgbm {lightgbm.__version__}, dask {distributed.__version__}"
+    )
     print(f"load average at start (1/5/15 min): {load()}")
     with tempfile.TemporaryDirectory() as tmp:
         config, bundle = trained(Path(tmp) / "runtime")
-        print(f"model: {bundle.metadata['n_trees']} trees, {len(bundle.features)} features "
-              f"(trained in {time.perf_counter() - started:.0f} s)")
+        print(
+            f"model: {bundle.metadata['n_trees']} trees, {len(bundle.features)} features "
+            f"(trained in {time.perf_counter() - started:.0f} s)"
+        )
         base = make_demo(n_per_cohort=min(max(args.sizes), 1_000_000), n_past=1, seed=4).intake
         base = validate(base, config.dataset, stage="score", source="bench")
         rows, factor_rate, skipped = [], {}, []
         for w in args.workers:
             with (
-                distributed.LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, memory_limit="6GiB") as cluster,
+                distributed.LocalCluster(
+                    n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None, memory_limit="6GiB"
+                ) as cluster,
                 distributed.Client(cluster) as client,
             ):
                 threads = set(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values())
                 bundle_f = client.scatter(bundle, broadcast=True, hash=False)
                 sample = intake(args.factor_sample, base)
-                tries = [run_on(client, bundle, bundle_f, sample, config, partitions=2 * w, factors=True)["score"]
-                         for _ in range(2)]
+                tries = [
+                    run_on(client, bundle, bundle_f, sample, config, partitions=2 * w, factors=True)["score"]
+                    for _ in range(2)
+                ]
                 factor_rate[w] = args.factor_sample / min(tries)
-                print(f"\n{w} worker(s) (OMP_NUM_THREADS={','.join(map(str, threads))} each; load {load()}): factors on "
-                      f"a {args.factor_sample:,}-student sample, best of 2: {min(tries):.1f} s "
-                      f"(other: {max(tries):.1f} s) = {factor_rate[w]:,.0f} students/s")
+                print(
+                    f"\n{w} worker(s) (OMP_NUM_THREADS={','.join(map(str, threads))} each; load {load()}): factors on "
+                    f"a {args.factor_sample:,}-student sample, best of 2: {min(tries):.1f} s "
+                    f"(other: {max(tries):.1f} s) = {factor_rate[w]:,.0f} students/s"
+                )
                 for n in args.sizes:
                     if time.perf_counter() - started > args.budget:
                         skipped.append(f"{n:,} students on {w} worker(s)")
@@ -119,11 +136,20 @@ def main() -> None:
                     df = intake(n, base)
                     r = run_on(client, bundle, bundle_f, df, config, partitions=max(2 * w, n // 500_000), factors=False)
                     factors_s = n / factor_rate[w]
-                    rows.append({"students": n, "workers": w, **r, "factors_est": factors_s,
-                                 "with_factors_est": r["total"] + factors_s})
-                    print(f"  [load {load()}]\n  {n:>9,} students: ship {r['ship']:6.1f} s  score {r['score']:6.1f} s  "
-                          f"rank+tier {r['rank']:5.1f} s  = {r['total']:6.1f} s without factors;  "
-                          f"+ factors (extrapolated) {factors_s:8.0f} s  = {r['total'] + factors_s:8.0f} s")
+                    rows.append(
+                        {
+                            "students": n,
+                            "workers": w,
+                            **r,
+                            "factors_est": factors_s,
+                            "with_factors_est": r["total"] + factors_s,
+                        }
+                    )
+                    print(
+                        f"  [load {load()}]\n  {n:>9,} students: ship {r['ship']:6.1f} s  score {r['score']:6.1f} s  "
+                        f"rank+tier {r['rank']:5.1f} s  = {r['total']:6.1f} s without factors;  "
+                        f"+ factors (extrapolated) {factors_s:8.0f} s  = {r['total'] + factors_s:8.0f} s"
+                    )
                     del df
     table = pd.DataFrame(rows)
     print("\nSummary (seconds; 'with factors' = measured without factors + sample-rate extrapolation):")
@@ -134,16 +160,20 @@ def main() -> None:
     if len(factor_rate) >= 2 and len(table):
         per_worker = max(rate / w for w, rate in factor_rate.items())
         speedup = factor_rate[max(factor_rate)] / factor_rate[min(factor_rate)]
-        print(f"\nFactors: {speedup:.2f}x from {min(factor_rate)} to {max(factor_rate)} workers on this 2-core machine "
-              "(below 2x when other work shares the cores: see the load averages); best per-core rate seen "
-              f"{per_worker:,.0f} students/s, used below.")
+        print(
+            f"\nFactors: {speedup:.2f}x from {min(factor_rate)} to {max(factor_rate)} workers on this 2-core machine "
+            "(below 2x when other work shares the cores: see the load averages); best per-core rate seen "
+            f"{per_worker:,.0f} students/s, used below."
+        )
         big = table[table.workers == max(factor_rate)].sort_values("students").iloc[-1]
         n = int(big.students)
         fixed = big["rank"]  # the part that stays on one machine
-        print(f"Projection for {n:,} students with factors on a multi-node Dask cluster (linear in cores at "
-              f"{per_worker:,.0f} students/s per core, as measured here; plus {fixed:.1f} s of whole-cohort "
-              "rank/tier on the coordinator as measured; shipping data, the store write and the coordinator's "
-              "memory for per-student factors not included):")
+        print(
+            f"Projection for {n:,} students with factors on a multi-node Dask cluster (linear in cores at "
+            f"{per_worker:,.0f} students/s per core, as measured here; plus {fixed:.1f} s of whole-cohort "
+            "rank/tier on the coordinator as measured; shipping data, the store write and the coordinator's "
+            "memory for per-student factors not included):"
+        )
         for nodes, cores in ((1, 2), (4, 8), (10, 8), (25, 16)):
             k = nodes * cores
             est = n / (per_worker * k) + fixed

@@ -41,13 +41,22 @@ def task_runner(dask_address: str | None = None, dask_workers: int = 2) -> DaskT
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(
-        cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None}
+        cluster_kwargs={
+            "n_workers": dask_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
     )
 
 
 @flow(name="score-on-dask")
 def score_on_dask_flow(
-    config_path: str, intake_path: str, home: str | None = None, cohort: str | None = None, factors: bool = True,
+    config_path: str,
+    intake_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
+    factors: bool = True,
     partitions: int = 4,
 ) -> list[dict]:
     """Validate here, score partitions on the flow's task runner, rank and store here."""
@@ -69,9 +78,17 @@ def score_on_dask_flow(
 
 @flow(name="score-partitioned")
 def score_partitioned_flow(
-    config_path: str, intake_path: str, home: str | None = None, cohort: str | None = None, factors: bool = True,
-    partitions: int = 4, dask_address: str | None = None, dask_workers: int = 2,
+    config_path: str,
+    intake_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
+    factors: bool = True,
+    partitions: int = 4,
+    dask_address: str | None = None,
+    dask_workers: int = 2,
 ) -> list[dict]:
     """Score a new intake like `score`, with the per-student work spread over Dask workers."""
     runner = task_runner(dask_address, dask_workers)
-    return score_on_dask_flow.with_options(task_runner=runner)(config_path, intake_path, home, cohort, factors, partitions)
+    return score_on_dask_flow.with_options(task_runner=runner)(
+        config_path, intake_path, home, cohort, factors, partitions
+    )

@@ -81,7 +81,9 @@ def outcomes_report_task(settings: Settings, config: Config, cohort: str, point:
 
 
 @task(name="generalization-report", cache_policy=NO_CACHE)
-def generalization_report_task(settings: Settings, config: Config, cohort: str, point: str, outcomes: dict | None) -> dict:
+def generalization_report_task(
+    settings: Settings, config: Config, cohort: str, point: str, outcomes: dict | None
+) -> dict:
     return build.generalization_report(settings, config, cohort, point=point, outcomes=outcomes)
 
 
@@ -114,7 +116,10 @@ def _publish_reports(out: list[dict], index: dict) -> None:
     create_markdown_artifact(
         key="reports",
         markdown=f"**{index['verdict']}**\n\n"
-        + "\n".join(f"- {'⚠️ ' if r['warning'] else ''}[{r['cohort']} {r['model_version']} {r['report']}] {r['verdict']}  \n  `{r['html']}`" for r in out),
+        + "\n".join(
+            f"- {'⚠️ ' if r['warning'] else ''}[{r['cohort']} {r['model_version']} {r['report']}] {r['verdict']}  \n  `{r['html']}`"
+            for r in out
+        ),
     )
     for r in out:
         if r["warning"]:
@@ -123,10 +128,24 @@ def _publish_reports(out: list[dict], index: dict) -> None:
 
 def _publish_training(summaries: list[dict]) -> None:
     rows = [
-        {k: s[k] for k in ("point", "version", "verdict", "train_auc", "cv_auc", "validation_auc", "logistic_auc", "promoted")}
+        {
+            k: s[k]
+            for k in (
+                "point",
+                "version",
+                "verdict",
+                "train_auc",
+                "cv_auc",
+                "validation_auc",
+                "logistic_auc",
+                "promoted",
+            )
+        }
         for s in summaries
     ]
-    create_table_artifact(key="training-metrics", table=rows, description="Train vs. validation AUC per prediction point")
+    create_table_artifact(
+        key="training-metrics", table=rows, description="Train vs. validation AUC per prediction point"
+    )
     create_markdown_artifact(
         key="training-verdict",
         markdown="\n\n".join(f"**{s['point']}** ({s['version']}): {s['headline']}" for s in summaries),
@@ -161,7 +180,15 @@ def score_flow(
         out.append(score_task(settings, config, df, point, factors))
     create_table_artifact(
         key="scoring-summary",
-        table=[{"point": s["point"], "students": s["n_students"], **s["tiers"], "unseen_categories": s["n_unseen_category_values"]} for s in out],
+        table=[
+            {
+                "point": s["point"],
+                "students": s["n_students"],
+                **s["tiers"],
+                "unseen_categories": s["n_unseen_category_values"],
+            }
+            for s in out
+        ],
     )
     return out
 
@@ -179,7 +206,11 @@ def report_flow(
     for point in config.points:
         df = validate_task(config, intake_path, "score", point, cohorts)
         intake = intake_report_task(settings, config, df, point)
-        outcomes = outcomes_report_task(settings, config, intake["cohort"], point) if has_outcomes_task(settings, intake["cohort"]) else None
+        outcomes = (
+            outcomes_report_task(settings, config, intake["cohort"], point)
+            if has_outcomes_task(settings, intake["cohort"])
+            else None
+        )
         out += [intake, *([outcomes] if outcomes else [])]
         out.append(generalization_report_task(settings, config, intake["cohort"], point, outcomes))
         out.append(fairness_report_task(settings, config, df, point))
@@ -195,7 +226,10 @@ def report_flow(
 
 @flow(name="outcomes")
 def outcomes_flow(
-    config_path: str, outcomes_path: str, home: str | None = None, cohort: str | None = None,
+    config_path: str,
+    outcomes_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
     intake_path: str | None = None,
 ) -> list[dict]:
     """Record the real outcomes of a scored cohort, then report real performance vs. the promise and
@@ -210,15 +244,25 @@ def outcomes_flow(
             outcomes = outcomes_report_task(settings, config, c, point)
             out += [outcomes, generalization_report_task(settings, config, c, point, outcomes)]
             if intake_path:
-                out.append(fairness_report_task(settings, config, validate_task(config, intake_path, "score", point, [c]), point))
+                out.append(
+                    fairness_report_task(
+                        settings, config, validate_task(config, intake_path, "score", point, [c]), point
+                    )
+                )
     _publish_reports(out, index_task(settings))
     return _with_warning(out)
 
 
 @flow(name="yearly")
 def yearly_flow(
-    config_path: str, history_path: str, intake_path: str, home: str | None = None, cohort: str | None = None,
-    force: bool = False, fail_on_drift: bool = False, train_cohorts: list[str] | None = None,
+    config_path: str,
+    history_path: str,
+    intake_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
+    force: bool = False,
+    fail_on_drift: bool = False,
+    train_cohorts: list[str] | None = None,
 ) -> dict:
     """The whole yearly job: train on past cohorts (all in `history_path`, or `train_cohorts`),
     score the new intake, write the reports."""

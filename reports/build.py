@@ -25,11 +25,18 @@ def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, p
     bundle = _scoring_bundle(settings, config, scores, point)
     current = intake.merge(
         scores[["student_id", "probability"]].rename(columns={"probability": "risk"}),
-        left_on=c.id_column, right_on="student_id", how="inner",
+        left_on=c.id_column,
+        right_on="student_id",
+        how="inner",
     )
     return build_intake_report(
-        bundle.reference(), current, c, config.reports, report_dir(settings, cohort, point, bundle.version),
-        cohort=cohort, model_version=bundle.version,
+        bundle.reference(),
+        current,
+        c,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        model_version=bundle.version,
         validation_auc=bundle.metadata["summary"]["validation_auc"],
     )
 
@@ -50,8 +57,11 @@ def _read(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd
     s, o = store.scores, store.outcomes
     with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
         scores = pd.DataFrame(
-            conn.execute(select(s.c.student_id, s.c.probability, s.c.tier, s.c.model_version)
-                         .where(s.c.cohort == cohort, s.c.point == point)).all(),
+            conn.execute(
+                select(s.c.student_id, s.c.probability, s.c.tier, s.c.model_version).where(
+                    s.c.cohort == cohort, s.c.point == point
+                )
+            ).all(),
             columns=["student_id", "probability", "tier", "model_version"],
         )
         outcomes = pd.DataFrame(
@@ -76,9 +86,11 @@ def _scoring_bundle(settings: Settings, config: Config, scores: pd.DataFrame, po
 
 def _with_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Scored students with a real outcome (student_id, at_risk, risk, tier), and the coverage counts."""
-    merged = scores[["student_id", "probability", "tier"]].merge(
-        outcomes[["student_id", "at_risk"]], on="student_id", how="inner"
-    ).rename(columns={"probability": "risk"})
+    merged = (
+        scores[["student_id", "probability", "tier"]]
+        .merge(outcomes[["student_id", "at_risk"]], on="student_id", how="inner")
+        .rename(columns={"probability": "risk"})
+    )
     merged["at_risk"] = merged["at_risk"].astype(int)
     coverage = {"n_scored": int(len(scores)), "n_outcomes": int(len(outcomes)), "n_matched": int(len(merged))}
     return merged, coverage
@@ -89,7 +101,10 @@ def has_outcomes(settings: Settings, cohort: str) -> bool:
     from sqlalchemy import select
 
     with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
-        return conn.execute(select(store.outcomes.c.id).where(store.outcomes.c.cohort == cohort).limit(1)).first() is not None
+        return (
+            conn.execute(select(store.outcomes.c.id).where(store.outcomes.c.cohort == cohort).limit(1)).first()
+            is not None
+        )
 
 
 def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: str = "default") -> dict:
@@ -105,9 +120,15 @@ def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: s
     bundle = _scoring_bundle(settings, config, scores, point)
     high = current.loc[current["tier"] == "high", "risk"]
     return build_outcomes_report(
-        current, bundle.reference(), bundle.metadata, config.reports,
-        report_dir(settings, cohort, point, bundle.version), cohort=cohort, point=point,
-        flag_threshold=float(high.min()) if len(high) else None, coverage=coverage,
+        current,
+        bundle.reference(),
+        bundle.metadata,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        point=point,
+        flag_threshold=float(high.min()) if len(high) else None,
+        coverage=coverage,
     )
 
 
@@ -124,7 +145,10 @@ def generalization_report(
     if outcomes is not None:  # the outcomes report already measured this cohort: reuse its numbers
         bundle = Registry(settings.registry_dir).load(outcomes["model_version"], point=point, contract=config.dataset)
         real = outcomes["real"]
-        metrics = {m: v["value"] for m, v in real.items()} | {"n": outcomes["n_students"], "base_rate": outcomes["base_rate"]}
+        metrics = {m: v["value"] for m, v in real.items()} | {
+            "n": outcomes["n_students"],
+            "base_rate": outcomes["base_rate"],
+        }
         new = {"cohort": cohort, "metrics": metrics, "low": real["roc_auc"]["low"], "high": real["roc_auc"]["high"]}
     else:
         scores, recorded = _scored(settings, cohort, point)
@@ -135,13 +159,19 @@ def generalization_report(
             k = float(bundle.metadata.get("top_k_percent", config.training.top_k_percent))
             m = evaluate.metrics(current["at_risk"].to_numpy(), current["risk"].to_numpy(), k)
             sample = current.sample(min(len(current), config.reports.max_rows), random_state=0)
-            ci = bootstrap_metrics(sample["at_risk"].to_numpy(), sample["risk"].to_numpy(), k_percent=k,
-                                   n_boot=config.reports.bootstrap)["metrics"]["roc_auc"]
+            ci = bootstrap_metrics(
+                sample["at_risk"].to_numpy(), sample["risk"].to_numpy(), k_percent=k, n_boot=config.reports.bootstrap
+            )["metrics"]["roc_auc"]
             shift = m["roc_auc"] - ci["value"]
             new = {"cohort": cohort, "metrics": m, "low": ci["low"] + shift, "high": ci["high"] + shift}
     return build_generalization_report(
-        bundle.metadata, config.training, config.reports, report_dir(settings, cohort, point, bundle.version),
-        cohort=cohort, point=point, new=new,
+        bundle.metadata,
+        config.training,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        point=point,
+        new=new,
     )
 
 
@@ -165,7 +195,9 @@ def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *,
         current, _ = _with_outcomes(scores, recorded)
         current = current.merge(
             intake[[c.id_column, *sensitive]].astype({c.id_column: str}),
-            left_on="student_id", right_on=c.id_column, how="inner",
+            left_on="student_id",
+            right_on=c.id_column,
+            how="inner",
         )
     if current is not None and len(current) and current["at_risk"].nunique() == 2:
         frame = current.assign(flagged=current["tier"] == "high")[["at_risk", "risk", "flagged", *sensitive]]
@@ -176,12 +208,22 @@ def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *,
         for _, idx in ref.groupby(c.cohort_column).groups.items():
             flagged.loc[idx] = tiers(ref.loc[idx, "risk"].to_numpy(), s) == "high"
         frame = ref.assign(flagged=flagged.to_numpy())[["at_risk", "risk", "flagged", *sensitive]]
-        source = (f"the training cohorts ({', '.join(bundle.metadata['training_cohorts'])}) with out-of-fold risk, "
-                  f"because cohort {cohort} has no real outcomes yet")
+        source = (
+            f"the training cohorts ({', '.join(bundle.metadata['training_cohorts'])}) with out-of-fold risk, "
+            f"because cohort {cohort} has no real outcomes yet"
+        )
         basis = f"training cohorts; {cohort} has no real outcomes yet"
     return build_fairness_report(
-        frame, c, config.reports, report_dir(settings, cohort, point, bundle.version), cohort=cohort,
-        model_version=bundle.version, point=point, source=source, basis=basis, flag_rule=flag_rule,
+        frame,
+        c,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        model_version=bundle.version,
+        point=point,
+        source=source,
+        basis=basis,
+        flag_rule=flag_rule,
     )
 
 

@@ -23,16 +23,22 @@ from risk_model.fairness import OTHER, column_report
 
 def _describe(col: str, metric: str, g: dict) -> str:
     if metric == "tpr":
-        return (f"{col}: of the students who struggled, it flags {pct(g['high'])} in group {g['high_group']} "
-                f"but only {pct(g['low'])} in group {g['low_group']}")
+        return (
+            f"{col}: of the students who struggled, it flags {pct(g['high'])} in group {g['high_group']} "
+            f"but only {pct(g['low'])} in group {g['low_group']}"
+        )
     if metric == "fpr":
-        return (f"{col}: of the students who did fine, it wrongly flags {pct(g['high'])} in group {g['high_group']} "
-                f"vs {pct(g['low'])} in group {g['low_group']}")
+        return (
+            f"{col}: of the students who did fine, it wrongly flags {pct(g['high'])} in group {g['high_group']} "
+            f"vs {pct(g['low'])} in group {g['low_group']}"
+        )
     if metric == "roc_auc":
-        return (f"{col}: it ranks risk less well in group {g['low_group']} (AUC {g['low']:.2f} vs "
-                f"{g['high']:.2f} in group {g['high_group']})")
+        return (
+            f"{col}: it ranks risk less well in group {g['low_group']} (AUC {g['low']:.2f} vs "
+            f"{g['high']:.2f} in group {g['high_group']})"
+        )
     if metric == "share_flagged":
-        return (f"{col}: flags {pct(g['high'])} of group {g['high_group']} vs {pct(g['low'])} of group {g['low_group']}")
+        return f"{col}: flags {pct(g['high'])} of group {g['high_group']} vs {pct(g['low'])} of group {g['low_group']}"
     raise ValueError(metric)
 
 
@@ -44,14 +50,18 @@ def _calibration_words(col: str, g: dict, rows: list[dict]) -> str:
     by = {r["group"]: r for r in rows}
     worse, other = sorted((g["high_group"], g["low_group"]), key=lambda name: -abs(by[name]["calibration_gap"]))
     how = "under-estimates" if by[worse]["calibration_gap"] > 0 else "over-estimates"
-    return (f"{col}: it {how} risk in group {worse} (predicted {pct(by[worse]['mean_predicted'])}, actually "
-            f"{pct(by[worse]['at_risk_rate'])}; group {other}: {pct(by[other]['mean_predicted'])} and "
-            f"{pct(by[other]['at_risk_rate'])})")
+    return (
+        f"{col}: it {how} risk in group {worse} (predicted {pct(by[worse]['mean_predicted'])}, actually "
+        f"{pct(by[worse]['at_risk_rate'])}; group {other}: {pct(by[other]['mean_predicted'])} and "
+        f"{pct(by[other]['at_risk_rate'])})"
+    )
 
 
 def _worst(gaps: dict, metrics: list[str], cfg: ReportConfig) -> str:
     """The metric whose gap is furthest beyond its threshold."""
-    return max(metrics, key=lambda m: gaps[m]["gap"] / (cfg.calibration_gap if m == "calibration" else cfg.fairness_gap))
+    return max(
+        metrics, key=lambda m: gaps[m]["gap"] / (cfg.calibration_gap if m == "calibration" else cfg.fairness_gap)
+    )
 
 
 def _who(metric: str, g: dict, rows: list[dict]) -> str:
@@ -89,9 +99,16 @@ def build_fairness_report(
     for col in contract.sensitive_columns:
         if col not in frame.columns:
             continue
-        columns[col] = column_report(y, risk, flagged, frame[col], min_group_size=cfg.min_group_size,
-                                     fairness_gap=cfg.fairness_gap, calibration_gap=cfg.calibration_gap,
-                                     cap=cfg.max_rows)
+        columns[col] = column_report(
+            y,
+            risk,
+            flagged,
+            frame[col],
+            min_group_size=cfg.min_group_size,
+            fairness_gap=cfg.fairness_gap,
+            calibration_gap=cfg.calibration_gap,
+            cap=cfg.max_rows,
+        )
     review, watch, largest = [], [], []
     for col, r in columns.items():
         label = contract.label(col)
@@ -111,51 +128,88 @@ def build_fairness_report(
         verdict = f"Gaps to review ({basis}): " + "; ".join(review) + "."
         warning = True
     elif watch:
-        verdict = (f"No clear gaps between groups of {names} ({basis}); worth watching next year, though the "
-                   f"groups are too small to be sure: {', '.join(watch)}.")
+        verdict = (
+            f"No clear gaps between groups of {names} ({basis}); worth watching next year, though the "
+            f"groups are too small to be sure: {', '.join(watch)}."
+        )
         warning = False
     else:
-        verdict = (f"No large gaps between groups of {names} ({basis}): the model finds students who struggle "
-                   "about equally well in each group, and its predicted risk is about as accurate for every group.")
+        verdict = (
+            f"No large gaps between groups of {names} ({basis}): the model finds students who struggle "
+            "about equally well in each group, and its predicted risk is about as accurate for every group."
+        )
         if largest:
             _, label, g = max(largest, key=lambda t: t[0])
-            verdict += (f" Largest difference in the share of struggling students flagged: {label}, "
-                        f"{pct(g['high'])} in group {g['high_group']} vs {pct(g['low'])} in group {g['low_group']}.")
+            verdict += (
+                f" Largest difference in the share of struggling students flagged: {label}, "
+                f"{pct(g['high'])} in group {g['high_group']} vs {pct(g['low'])} in group {g['low_group']}."
+            )
         warning = False
-    advice = ("Check with the advising team whether the list should be used differently for these groups, and "
-              "retrain if the settings can fix it." if review else "")
+    advice = (
+        "Check with the advising team whether the list should be used differently for these groups, and "
+        "retrain if the settings can fix it."
+        if review
+        else ""
+    )
 
     charts = Charts()
     sections = []
     for col, r in columns.items():
         label = contract.label(col)
-        rows = [{"group": g["group"], "students": g["students"], "struggled": pct(g["at_risk_rate"], 1),
-                 "predicted risk (avg)": pct(g["mean_predicted"], 1), "ROC AUC": num(g["roc_auc"]),
-                 "flagged": pct(g["share_flagged"], 1), "TPR: struggled & flagged": pct(g["tpr"], 1),
-                 "FPR: did fine & flagged": pct(g["fpr"], 1)} for g in r["groups"]]
+        rows = [
+            {
+                "group": g["group"],
+                "students": g["students"],
+                "struggled": pct(g["at_risk_rate"], 1),
+                "predicted risk (avg)": pct(g["mean_predicted"], 1),
+                "ROC AUC": num(g["roc_auc"]),
+                "flagged": pct(g["share_flagged"], 1),
+                "TPR: struggled & flagged": pct(g["tpr"], 1),
+                "FPR: did fine & flagged": pct(g["fpr"], 1),
+            }
+            for g in r["groups"]
+        ]
         gap_rows = []
         for metric, g in r["gaps"].items():
             if metric == "calibration":
-                gap_rows.append({"measure": "calibration (actual minus predicted)",
-                                 "largest gap": f"{g['high']:+.1%} ({g['high_group']}) vs {g['low']:+.1%} ({g['low_group']})",
-                                 "to review": _status(g)})
+                gap_rows.append(
+                    {
+                        "measure": "calibration (actual minus predicted)",
+                        "largest gap": f"{g['high']:+.1%} ({g['high_group']}) vs {g['low']:+.1%} ({g['low_group']})",
+                        "to review": _status(g),
+                    }
+                )
             else:
                 fmt = num if metric == "roc_auc" else pct
-                gap_rows.append({"measure": {"roc_auc": "ROC AUC", "tpr": "TPR", "fpr": "FPR", "share_flagged": "share flagged"}[metric],
-                                 "largest gap": f"{fmt(g['high'])} ({g['high_group']}) vs {fmt(g['low'])} ({g['low_group']})",
-                                 "to review": _status(g) if metric != "share_flagged" else "not judged"})
+                gap_rows.append(
+                    {
+                        "measure": {"roc_auc": "ROC AUC", "tpr": "TPR", "fpr": "FPR", "share_flagged": "share flagged"}[
+                            metric
+                        ],
+                        "largest gap": f"{fmt(g['high'])} ({g['high_group']}) vs {fmt(g['low'])} ({g['low_group']})",
+                        "to review": _status(g) if metric != "share_flagged" else "not judged",
+                    }
+                )
         notes = []
         if r["merged"]:
-            notes.append(f"Groups {', '.join(r['merged'])} have fewer than {cfg.min_group_size} students each and are "
-                         f"shown together as '{OTHER}'.")
+            notes.append(
+                f"Groups {', '.join(r['merged'])} have fewer than {cfg.min_group_size} students each and are "
+                f"shown together as '{OTHER}'."
+            )
         if r["sampled"]:
-            notes.append(f"Groups of more than {cfg.max_rows} students are measured on a random {cfg.max_rows} of them "
-                         "(plenty for these rates); their sizes and at-risk counts use every student.")
+            notes.append(
+                f"Groups of more than {cfg.max_rows} students are measured on a random {cfg.max_rows} of them "
+                "(plenty for these rates); their sizes and at-risk counts use every student."
+            )
         if r["hidden"]:
-            notes.append(f"{r['hidden']} students in {r['hidden_groups']} group(s) too small to show even together "
-                         f"(under {cfg.min_group_size}) are left out of this table.")
+            notes.append(
+                f"{r['hidden']} students in {r['hidden_groups']} group(s) too small to show even together "
+                f"(under {cfg.min_group_size}) are left out of this table."
+            )
         sections.append(
-            f"<h2>{label}</h2>" + table(rows) + table(gap_rows)
+            f"<h2>{label}</h2>"
+            + table(rows)
+            + table(gap_rows)
             + "".join(f"<p class='note'>{n}</p>" for n in notes)
             + charts.html(groups(r["groups"], label), 340)
         )
@@ -177,7 +231,13 @@ def build_fairness_report(
     title = f"Fairness of the risk scores for cohort {cohort}: does the model serve every group alike?"
     out_dir = Path(out_dir)
     html_path = out_dir / "fairness.html"
-    write_atomic(html_path, document(title, banner(title, verdict, warning=warning, body_html=f"<p>{advice}</p>" if advice else "") + evidence(body)))
+    write_atomic(
+        html_path,
+        document(
+            title,
+            banner(title, verdict, warning=warning, body_html=f"<p>{advice}</p>" if advice else "") + evidence(body),
+        ),
+    )
     numbers = {
         "report": "fairness",
         "title": title,
@@ -193,8 +253,11 @@ def build_fairness_report(
         "columns": columns,
         "to_review": review,
         "to_watch": watch,
-        "thresholds": {"fairness_gap": cfg.fairness_gap, "calibration_gap": cfg.calibration_gap,
-                       "min_group_size": cfg.min_group_size},
+        "thresholds": {
+            "fairness_gap": cfg.fairness_gap,
+            "calibration_gap": cfg.calibration_gap,
+            "min_group_size": cfg.min_group_size,
+        },
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "html": str(html_path),
     }

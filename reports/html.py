@@ -36,9 +36,7 @@ def table(rows: list[dict], columns: list[str] | None = None) -> str:
         return ""
     columns = columns or list(rows[0])
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -101,7 +99,7 @@ def document(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">{CSP}'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head><body style=\"margin:0;background:#fff\">{body}</body></html>"
+        f'<title>{html.escape(title)}</title></head><body style="margin:0;background:#fff">{body}</body></html>'
     )
 
 

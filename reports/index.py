@@ -15,8 +15,12 @@ from pathlib import Path
 from reports.html import banner, document, evidence, write_atomic, write_json
 
 ORDER = ["intake_drift", "outcomes", "generalization", "fairness"]
-NAMES = {"intake_drift": "Intake drift", "outcomes": "Outcomes vs. promise", "generalization": "Generalization",
-         "fairness": "Fairness"}
+NAMES = {
+    "intake_drift": "Intake drift",
+    "outcomes": "Outcomes vs. promise",
+    "generalization": "Generalization",
+    "fairness": "Fairness",
+}
 QUESTIONS = {
     "intake_drift": "Does the new cohort look like the ones the model learned from?",
     "outcomes": "Now that real outcomes are in, did the model do what validation promised?",
@@ -41,12 +45,19 @@ def collect(reports_dir: Path) -> list[dict]:
         if "report" not in data or not page.exists():
             continue
         cohort, point, version = js.relative_to(reports_dir).parts[:3]
-        entries.append({
-            "cohort": cohort, "point": point, "version": version, "report": data["report"],
-            "verdict": data.get("verdict", ""), "warning": bool(data.get("warning")),
-            "href": page.relative_to(reports_dir).as_posix(),
-            "built": data.get("created_at") or datetime.fromtimestamp(js.stat().st_mtime, UTC).isoformat(timespec="seconds"),
-        })
+        entries.append(
+            {
+                "cohort": cohort,
+                "point": point,
+                "version": version,
+                "report": data["report"],
+                "verdict": data.get("verdict", ""),
+                "warning": bool(data.get("warning")),
+                "href": page.relative_to(reports_dir).as_posix(),
+                "built": data.get("created_at")
+                or datetime.fromtimestamp(js.stat().st_mtime, UTC).isoformat(timespec="seconds"),
+            }
+        )
     rank = {r: i for i, r in enumerate(ORDER)}
     entries.sort(key=lambda e: (rank.get(e["report"], 99), e["point"]))
     entries.sort(key=lambda e: (_natural(e["cohort"]), e["version"]), reverse=True)
@@ -68,12 +79,15 @@ def build_index(reports_dir: Path) -> dict:
     elif outcome is not None:  # real outcomes are the final word on this cohort's scores
         verdict = outcome["verdict"] + (
             f" {len(others)} other report{' needs' if len(others) == 1 else 's need'} attention: {names}."
-            if others else " No other report raised a warning."
+            if others
+            else " No other report raised a warning."
         )
     elif latest_warn:
         n_latest = sum(e["cohort"] == latest for e in entries)
-        verdict = (f"Cohort {latest}: {len(latest_warn)} of {n_latest} reports {'needs' if len(latest_warn) == 1 else 'need'} "
-                   f"attention before its risk scores are trusted ({names}). Read those first.")
+        verdict = (
+            f"Cohort {latest}: {len(latest_warn)} of {n_latest} reports {'needs' if len(latest_warn) == 1 else 'need'} "
+            f"attention before its risk scores are trusted ({names}). Read those first."
+        )
     else:
         verdict = f"Cohort {latest}: no report raised a warning; its risk scores can be used as validated."
     groups: dict[tuple, list[dict]] = {}
@@ -82,10 +96,10 @@ def build_index(reports_dir: Path) -> dict:
     sections = []
     for (cohort, point, version), items in groups.items():
         rows = "".join(
-            f"<tr><td><a href=\"{html.escape(e['href'])}\">{html.escape(NAMES.get(e['report'], e['report']))}</a>"
+            f'<tr><td><a href="{html.escape(e["href"])}">{html.escape(NAMES.get(e["report"], e["report"]))}</a>'
             f"<div class='note'>{html.escape(QUESTIONS.get(e['report'], ''))}</div></td>"
             f"<td>{'<span class=warn-text>needs attention</span>' if e['warning'] else 'ok'}</td>"
-            f"<td data-testid=\"report-verdict\">{html.escape(e['verdict'])}</td>"
+            f'<td data-testid="report-verdict">{html.escape(e["verdict"])}</td>'
             f"<td class='note'>{html.escape(e['built'][:16].replace('T', ' '))}</td></tr>"
             for e in items
         )
@@ -95,11 +109,19 @@ def build_index(reports_dir: Path) -> dict:
             f"<table><thead><tr><th>report</th><th>status</th><th>answer</th><th>built (UTC)</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>"
         )
-    body = ("<p>Each report answers one question in plain words at its top, with the evidence below. "
-            "Newest cohort first.</p>" + "".join(sections))
+    body = (
+        "<p>Each report answers one question in plain words at its top, with the evidence below. "
+        "Newest cohort first.</p>" + "".join(sections)
+    )
     title = "Student risk reports"
-    write_atomic(reports_dir / "index.html", document(title, banner(title, verdict, warning=bool(latest_warn)) + evidence(body)))
-    numbers = {"verdict": verdict, "warning": bool(latest_warn), "reports": entries,
-               "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    write_atomic(
+        reports_dir / "index.html", document(title, banner(title, verdict, warning=bool(latest_warn)) + evidence(body))
+    )
+    numbers = {
+        "verdict": verdict,
+        "warning": bool(latest_warn),
+        "reports": entries,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     write_json(reports_dir / "index.json", numbers)
     return numbers

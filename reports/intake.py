@@ -28,7 +28,11 @@ def _column_results(snapshot_dict: dict) -> dict[str, dict]:
     for m in snapshot_dict["metrics"]:
         cfg = m.get("config", {})
         if cfg.get("type", "").endswith("ValueDrift"):
-            out[cfg["column"]] = {"method": cfg.get("method"), "score": float(m["value"]), "threshold": cfg.get("threshold")}
+            out[cfg["column"]] = {
+                "method": cfg.get("method"),
+                "score": float(m["value"]),
+                "threshold": cfg.get("threshold"),
+            }
     for t in snapshot_dict.get("tests", []):
         params = t.get("metric_config", {}).get("params", {})
         if params.get("type", "").endswith("ValueDrift") and params.get("column") in out:
@@ -63,9 +67,15 @@ def build_intake_report(
     empty = {f: s for f, s in sides.items() if any(s)}
     not_compared = [f for f, (r, c) in empty.items() if r and c]
     vanished = {
-        f: {"method": "no values on one side", "score": 1.0, "threshold": None, "drifted": True,
-            "empty_in": "reference" if r else "intake"}
-        for f, (r, c) in empty.items() if r != c
+        f: {
+            "method": "no values on one side",
+            "score": 1.0,
+            "threshold": None,
+            "drifted": True,
+            "empty_in": "reference" if r else "intake",
+        }
+        for f, (r, c) in empty.items()
+        if r != c
     }
     num = [f for f in contract.numeric_features if f not in empty]
     cat = list(contract.categorical)
@@ -117,8 +127,14 @@ def build_intake_report(
             f"(reference {len(reference)}, intake {len(current)}): enough for these distribution tests.</p>"
         )
     rows = [
-        {"feature": contract.label(c), "column": c, "method": v["method"], "drift score": v["score"],
-         "threshold": v["threshold"], "drifted": "yes" if v.get("drifted") else "no"}
+        {
+            "feature": contract.label(c),
+            "column": c,
+            "method": v["method"],
+            "drift score": v["score"],
+            "threshold": v["threshold"],
+            "drifted": "yes" if v.get("drifted") else "no",
+        }
         for c, v in sorted(features.items(), key=lambda kv: -kv[1]["score"])
     ]
     body = (
@@ -130,12 +146,15 @@ def build_intake_report(
         + (
             f"<p class='note'>Not compared, no values in training or in this intake: "
             f"{', '.join(contract.label(c) for c in not_compared)}.</p>"
-            if not_compared else ""
+            if not_compared
+            else ""
         )
         + sampled_note
     )
-    page = inject(snap.get_html_str(as_iframe=False), banner(f"Intake drift: cohort {cohort}", verdict,
-                                                             warning=dataset_drift or prediction_drift, body_html=body))
+    page = inject(
+        snap.get_html_str(as_iframe=False),
+        banner(f"Intake drift: cohort {cohort}", verdict, warning=dataset_drift or prediction_drift, body_html=body),
+    )
     page = inject_head(page, CSP)
     out_dir = Path(out_dir)
     numbers = {
@@ -149,7 +168,11 @@ def build_intake_report(
         "drifted_features": drifted,
         "features": features,
         "not_compared": not_compared,
-        "prediction_drift": {**risk, "mean_reference": float(reference["risk"].mean()), "mean_current": float(current["risk"].mean())},
+        "prediction_drift": {
+            **risk,
+            "mean_reference": float(reference["risk"].mean()),
+            "mean_current": float(current["risk"].mean()),
+        },
         "n_reference": int(len(reference)),
         "n_current": int(len(current)),
         "sampled": ref_sampled or cur_sampled,

@@ -80,8 +80,14 @@ def _weighted(
         bw = np.add.reduceat(W, bin_edges, axis=1)
         cal_pred = np.add.reduceat(W * p, bin_edges, axis=1) / bw
         cal_obs = np.add.reduceat(pos, bin_edges, axis=1) / bw
-    return {"roc_auc": auc, "pr_auc": ap, "brier": brier, "recall_top_k": recall,
-            "cal_predicted": cal_pred, "cal_observed": cal_obs}
+    return {
+        "roc_auc": auc,
+        "pr_auc": ap,
+        "brier": brier,
+        "recall_top_k": recall,
+        "cal_predicted": cal_pred,
+        "cal_observed": cal_obs,
+    }
 
 
 def bootstrap_metrics(
@@ -148,8 +154,15 @@ def bootstrap_metrics(
         }
         for i in range(len(bin_edges))
     ]
-    return {"metrics": out, "calibration": calibration, "n": n, "n_boot": int(n_boot), "level": level,
-            "base_rate": float(point["base_rate"]), "mean_predicted": float(p.mean())}
+    return {
+        "metrics": out,
+        "calibration": calibration,
+        "n": n,
+        "n_boot": int(n_boot),
+        "level": level,
+        "base_rate": float(point["base_rate"]),
+        "mean_predicted": float(p.mean()),
+    }
 
 
 def calibration_curve(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> list[dict]:

@@ -29,11 +29,15 @@ DEMO_CONFIG = REPO / "examples" / "demo.toml"
 # exists=True: a mistyped path is refused before Prefect starts its temporary server (~20 s).
 ConfigOpt = Annotated[
     Path,
-    typer.Option("--config", "-c", exists=True, dir_okay=False, help="Settings file (TOML): the dataset contract and thresholds."),
+    typer.Option(
+        "--config", "-c", exists=True, dir_okay=False, help="Settings file (TOML): the dataset contract and thresholds."
+    ),
 ]
 HomeOpt = Annotated[
     Path | None,
-    typer.Option("--home", help="Runtime folder for models, scores and reports (env STUDENT_RISK_HOME; default ./runtime)."),
+    typer.Option(
+        "--home", help="Runtime folder for models, scores and reports (env STUDENT_RISK_HOME; default ./runtime)."
+    ),
 ]
 CohortOpt = Annotated[str | None, typer.Option("--cohort", help="Only this cohort of the file (e.g. 2025 or 2014J).")]
 
@@ -69,7 +73,9 @@ def _known_errors() -> tuple[type[Exception], ...]:
 def _print_training(results: list[dict]) -> None:
     for r in results:
         typer.echo(f"\n[{r['point']}] {r['headline']}")
-        typer.echo(f"  model:    {r['model_dir']} ({'champion' if r['promoted'] else 'not promoted: ' + r['promotion']})")
+        typer.echo(
+            f"  model:    {r['model_dir']} ({'champion' if r['promoted'] else 'not promoted: ' + r['promotion']})"
+        )
 
 
 def _print_scoring(results: list[dict]) -> None:
@@ -123,8 +129,10 @@ def demo(
     d.history.to_csv(paths["history"], index=False)
     d.intake.to_csv(paths["intake"], index=False)
     d.outcomes.to_csv(paths["outcomes"], index=False)
-    typer.echo(f"Demo data: {len(d.history)} past students ({d.history.cohort.nunique()} cohorts), "
-               f"{len(d.intake)} new students in {cohort}, in {data_dir}")
+    typer.echo(
+        f"Demo data: {len(d.history)} past students ({d.history.cohort.nunique()} cohorts), "
+        f"{len(d.intake)} new students in {cohort}, in {data_dir}"
+    )
     from flows.pipeline import yearly_flow
 
     try:
@@ -138,7 +146,9 @@ def demo(
     from flows.pipeline import outcomes_flow
 
     try:
-        later = outcomes_flow(str(DEMO_CONFIG), str(paths["outcomes"]), str(settings.home), str(cohort), str(paths["intake"]))
+        later = outcomes_flow(
+            str(DEMO_CONFIG), str(paths["outcomes"]), str(settings.home), str(cohort), str(paths["intake"])
+        )
     except _known_errors() as exc:
         _fail(exc)
     _print_reports(later)
@@ -146,7 +156,9 @@ def demo(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(exists=True, help="Past cohorts with outcomes: CSV/Parquet, or a raw-source folder.")],
+    data: Annotated[
+        Path, typer.Argument(exists=True, help="Past cohorts with outcomes: CSV/Parquet, or a raw-source folder.")
+    ],
     config: ConfigOpt,
     home: HomeOpt = None,
     force: Annotated[bool, typer.Option(help="Make the new model champion even if it validates worse.")] = False,
@@ -166,7 +178,9 @@ def train(
 
 @app.command()
 def score(
-    data: Annotated[Path, typer.Argument(exists=True, help="The new intake, without outcomes: CSV/Parquet, or a raw-source folder.")],
+    data: Annotated[
+        Path, typer.Argument(exists=True, help="The new intake, without outcomes: CSV/Parquet, or a raw-source folder.")
+    ],
     config: ConfigOpt,
     home: HomeOpt = None,
     cohort: CohortOpt = None,
@@ -203,12 +217,15 @@ def report(
 
 @app.command()
 def outcomes(
-    data: Annotated[Path, typer.Argument(exists=True, help="Real outcomes of a scored cohort: id, cohort and outcome columns.")],
+    data: Annotated[
+        Path, typer.Argument(exists=True, help="Real outcomes of a scored cohort: id, cohort and outcome columns.")
+    ],
     config: ConfigOpt,
     home: HomeOpt = None,
     cohort: CohortOpt = None,
     intake: Annotated[
-        Path | None, typer.Option(exists=True, help="The scored intake file: also rebuild the fairness report on real outcomes.")
+        Path | None,
+        typer.Option(exists=True, help="The scored intake file: also rebuild the fairness report on real outcomes."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
 ) -> None:
@@ -225,23 +242,50 @@ def outcomes(
 
 @app.command()
 def deploy(
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Settings file (TOML) (env STUDENT_RISK_DEPLOY_CONFIG_PATH).")] = None,
-    history: Annotated[Path | None, typer.Option(help="Past cohorts with outcomes (env STUDENT_RISK_DEPLOY_HISTORY_PATH).")] = None,
-    intake: Annotated[Path | None, typer.Option(help="The intake to score each year (env STUDENT_RISK_DEPLOY_INTAKE_PATH).")] = None,
-    outcomes: Annotated[Path | None, typer.Option(help="Real outcomes, when they arrive (env STUDENT_RISK_DEPLOY_OUTCOMES_PATH).")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Settings file (TOML) (env STUDENT_RISK_DEPLOY_CONFIG_PATH).")
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option(help="Past cohorts with outcomes (env STUDENT_RISK_DEPLOY_HISTORY_PATH).")
+    ] = None,
+    intake: Annotated[
+        Path | None, typer.Option(help="The intake to score each year (env STUDENT_RISK_DEPLOY_INTAKE_PATH).")
+    ] = None,
+    outcomes: Annotated[
+        Path | None, typer.Option(help="Real outcomes, when they arrive (env STUDENT_RISK_DEPLOY_OUTCOMES_PATH).")
+    ] = None,
     cohort: CohortOpt = None,
-    home: Annotated[Path | None, typer.Option("--home", help="Runtime folder baked into the deployments; default: the worker's STUDENT_RISK_HOME.")] = None,
-    pool: Annotated[str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")] = None,
-    yearly_cron: Annotated[str | None, typer.Option(help="Yearly run, cron (env STUDENT_RISK_DEPLOY_YEARLY_CRON, default '0 6 1 9 *').")] = None,
-    term_cron: Annotated[str | None, typer.Option(help="Optional per-term scoring, cron (env STUDENT_RISK_DEPLOY_TERM_CRON).")] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home", help="Runtime folder baked into the deployments; default: the worker's STUDENT_RISK_HOME."
+        ),
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")
+    ] = None,
+    yearly_cron: Annotated[
+        str | None, typer.Option(help="Yearly run, cron (env STUDENT_RISK_DEPLOY_YEARLY_CRON, default '0 6 1 9 *').")
+    ] = None,
+    term_cron: Annotated[
+        str | None, typer.Option(help="Optional per-term scoring, cron (env STUDENT_RISK_DEPLOY_TERM_CRON).")
+    ] = None,
 ) -> None:
     """Register the yearly job (and train, score, report) as scheduled deployments on the Prefect server
     at PREFECT_API_URL. Run it again after changing a setting: deployments are updated in place."""
     _env()
     from risk_model.config import DeploySettings
 
-    given = {"config_path": config, "history_path": history, "intake_path": intake, "outcomes_path": outcomes,
-             "cohort": cohort, "work_pool": pool, "yearly_cron": yearly_cron, "term_cron": term_cron}
+    given = {
+        "config_path": config,
+        "history_path": history,
+        "intake_path": intake,
+        "outcomes_path": outcomes,
+        "cohort": cohort,
+        "work_pool": pool,
+        "yearly_cron": yearly_cron,
+        "term_cron": term_cron,
+    }
     settings = DeploySettings(**{k: v for k, v in given.items() if v is not None})
     from flows.deploy import register
 
@@ -251,18 +295,26 @@ def deploy(
         _fail(exc)
     for name in ids:
         typer.echo(f"deployed  {name}")
-    typer.echo(f"\nYearly run: cron '{settings.yearly_cron}' ({settings.timezone})"
-               + (f"; per-term scoring: cron '{settings.term_cron}'" if settings.term_cron else ""))
-    typer.echo(f"Start a worker:  student-risk worker --pool {settings.work_pool}\n"
-               f"Run it now:      prefect deployment run 'yearly/{settings.name}'")
+    typer.echo(
+        f"\nYearly run: cron '{settings.yearly_cron}' ({settings.timezone})"
+        + (f"; per-term scoring: cron '{settings.term_cron}'" if settings.term_cron else "")
+    )
+    typer.echo(
+        f"Start a worker:  student-risk worker --pool {settings.work_pool}\n"
+        f"Run it now:      prefect deployment run 'yearly/{settings.name}'"
+    )
 
 
 @app.command()
 def worker(
-    pool: Annotated[str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")
+    ] = None,
     home: HomeOpt = None,
     limit: Annotated[int | None, typer.Option(help="At most this many flow runs at once.")] = None,
-    healthcheck: Annotated[bool, typer.Option(help="Serve GET /health on PREFECT_WORKER_WEBSERVER_PORT (8080).")] = False,
+    healthcheck: Annotated[
+        bool, typer.Option(help="Serve GET /health on PREFECT_WORKER_WEBSERVER_PORT (8080).")
+    ] = False,
 ) -> None:
     """Start a Prefect worker that runs the deployed flows (`prefect worker start --type process`)."""
     _env()
@@ -311,7 +363,9 @@ def keys_list(home: HomeOpt = None) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `keys list`).")], home: HomeOpt = None) -> None:
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see `keys list`).")], home: HomeOpt = None
+) -> None:
     """Revoke a key: the API refuses it within api_key_cache_seconds (default 10 s)."""
     from risk_model import keys
 
@@ -325,7 +379,9 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (see `k
 @app.command()
 def serve(
     home: HomeOpt = None,
-    host: Annotated[str | None, typer.Option(help="Listen address (env STUDENT_RISK_API_HOST; default 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (env STUDENT_RISK_API_HOST; default 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (env STUDENT_RISK_API_PORT; default 8000).")] = None,
     workers: Annotated[int | None, typer.Option(help="Processes (env STUDENT_RISK_API_WORKERS; default 1).")] = None,
 ) -> None:

@@ -52,9 +52,7 @@ class DatasetContract(_Frozen):
         description="Numeric features whose effect on risk may only go one way: 1 = more never lowers "
         "risk, -1 = more never raises it. Keeps the model believable to advisors.",
     )
-    feature_labels: dict[str, str] = Field(
-        default={}, description="Plain-words label per feature, shown to advisors."
-    )
+    feature_labels: dict[str, str] = Field(default={}, description="Plain-words label per feature, shown to advisors.")
 
     @model_validator(mode="after")
     def _check(self) -> DatasetContract:
@@ -126,7 +124,9 @@ class TrainingConfig(_Frozen):
     )
     calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
     num_threads: int = Field(
-        0, ge=0, description="LightGBM threads; 0 = one thread below 100k rows (faster there, and immune to "
+        0,
+        ge=0,
+        description="LightGBM threads; 0 = one thread below 100k rows (faster there, and immune to "
         "busy cores), all cores above.",
     )
     overfit_gap: float = Field(0.08, description="Train AUC minus validation AUC above this: overfits.")
@@ -163,13 +163,19 @@ class ReportConfig(_Frozen):
     max_rows: int = Field(50_000, ge=1000, description="Rows per side above which reports sample.")
     min_group_size: int = Field(30, ge=1, description="Fairness groups smaller than this are merged or hidden.")
     bootstrap: int = Field(200, ge=10)
-    calibration_bins: int = Field(10, ge=2, le=50, description="Groups of equal size by predicted risk in calibration curves.")
+    calibration_bins: int = Field(
+        10, ge=2, le=50, description="Groups of equal size by predicted risk in calibration curves."
+    )
     fairness_gap: float = Field(
-        0.10, gt=0, le=1,
+        0.10,
+        gt=0,
+        le=1,
         description="A between-group difference in ROC AUC, TPR or FPR above this (and beyond chance): a gap to review.",
     )
     calibration_gap: float = Field(
-        0.05, gt=0, le=1,
+        0.05,
+        gt=0,
+        le=1,
         description="Two groups whose calibration error (observed rate minus mean predicted risk) differs by more than "
         "this (beyond chance): a gap to review.",
     )
@@ -204,7 +210,9 @@ def load_config(path: str | Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path}: settings file not found. Pass --config with a TOML file like examples/demo.toml.") from None
+        raise ConfigError(
+            f"{path}: settings file not found. Pass --config with a TOML file like examples/demo.toml."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
     try:
@@ -267,20 +275,29 @@ class DeploySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="STUDENT_RISK_DEPLOY_", extra="ignore")
 
-    name: str = Field("student-risk", description="Deployment name: runs are `<flow>/<name>`, e.g. `yearly/student-risk`.")
+    name: str = Field(
+        "student-risk", description="Deployment name: runs are `<flow>/<name>`, e.g. `yearly/student-risk`."
+    )
     work_pool: str = Field("student-risk", description="Prefect work pool (type process) the worker polls.")
     yearly_cron: str = Field("0 6 1 9 *", description="When the yearly job runs (cron; default 06:00 on 1 September).")
-    term_cron: str | None = Field(None, description="Optional re-scoring of the intake each term (cron), e.g. '0 6 1 1,4 *'.")
+    term_cron: str | None = Field(
+        None, description="Optional re-scoring of the intake each term (cron), e.g. '0 6 1 1,4 *'."
+    )
     timezone: str = Field("UTC", description="IANA time zone of the cron schedules, e.g. Europe/London.")
     config_path: Path | None = Field(None, description="Settings file (TOML) the flows use.")
     history_path: Path | None = Field(None, description="Past cohorts with outcomes (file or raw-source folder).")
     intake_path: Path | None = Field(None, description="The new intake to score (file or raw-source folder).")
     outcomes_path: Path | None = Field(None, description="Real outcomes of the last scored intake, when they arrive.")
     cohort: str | None = Field(None, description="Only this cohort of the intake file; all when empty.")
-    fail_on_drift: bool = Field(True, description="Mark the yearly/report run Failed when a report crosses its threshold.")
-    notify_block: str | None = Field(
-        None, description="Prefect notification block (`<type>/<name>`, e.g. `slack-webhook/advising`) told of failed runs."
+    fail_on_drift: bool = Field(
+        True, description="Mark the yearly/report run Failed when a report crosses its threshold."
     )
-    dask_address: str | None = Field(None, description="Dask scheduler for partitioned scoring; a local cluster when empty.")
+    notify_block: str | None = Field(
+        None,
+        description="Prefect notification block (`<type>/<name>`, e.g. `slack-webhook/advising`) told of failed runs.",
+    )
+    dask_address: str | None = Field(
+        None, description="Dask scheduler for partitioned scoring; a local cluster when empty."
+    )
     dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster when no address is given.")
     partitions: int = Field(4, ge=1, description="Partitions of the intake for partitioned scoring.")

@@ -34,7 +34,9 @@ class DemoData:
     outcomes: pd.DataFrame  # the new intake's real outcomes, known a year later
 
 
-def _cohort(rng: np.random.Generator, year: int, n: int, admissions_change: bool, mechanism_shift: float) -> pd.DataFrame:
+def _cohort(
+    rng: np.random.Generator, year: int, n: int, admissions_change: bool, mechanism_shift: float
+) -> pd.DataFrame:
     q_p = np.array([0.55, 0.2, 0.1, 0.1, 0.05])
     age_p = np.array([0.75, 0.15, 0.10])
     if admissions_change:

@@ -36,8 +36,11 @@ def merge_small_groups(values: pd.Series, min_size: int) -> tuple[pd.Series, dic
     if small and int(counts[small].sum()) < min_size:
         hidden = int(counts[small].sum())
         merged = merged.where(merged != OTHER, None)
-    return merged, {"merged": sorted(small) if small and not hidden else [], "hidden": hidden,
-                    "hidden_groups": len(small) if hidden else 0}
+    return merged, {
+        "merged": sorted(small) if small and not hidden else [],
+        "hidden": hidden,
+        "hidden_groups": len(small) if hidden else 0,
+    }
 
 
 def _summary(y_true, y_pred, risk) -> dict[str, float]:
@@ -90,12 +93,17 @@ def group_table(
     sampled = cap is not None and bool((full["size"] > cap).any())
     if sampled:
         rng = np.random.default_rng(seed)
-        rows = np.concatenate([
-            idx if len(idx) <= cap else rng.choice(idx, cap, replace=False)
-            for idx in (np.flatnonzero(g == name) for name in full.index)
-        ])
+        rows = np.concatenate(
+            [
+                idx if len(idx) <= cap else rng.choice(idx, cap, replace=False)
+                for idx in (np.flatnonzero(g == name) for name in full.index)
+            ]
+        )
     mf = MetricFrame(
-        metrics={"summary": _summary}, y_true=y[rows], y_pred=flagged[rows], sensitive_features=g[rows],
+        metrics={"summary": _summary},
+        y_true=y[rows],
+        y_pred=flagged[rows],
+        sensitive_features=g[rows],
         sample_params={"summary": {"risk": risk[rows]}},
     )
     table = pd.DataFrame(list(mf.by_group["summary"]), index=mf.by_group.index.astype(str))
@@ -127,26 +135,53 @@ def _gap(table: pd.DataFrame, metric: str, threshold: float) -> dict | None:
     diff = float(t.at[hi, metric] - t.at[lo, metric])
     se = math.sqrt(_se(t.loc[hi], metric) ** 2 + _se(t.loc[lo], metric) ** 2)
     above = diff > threshold
-    return {"metric": "calibration" if metric == "calibration_gap" else metric, "high_group": hi,
-            "high": float(t.at[hi, metric]), "low_group": lo, "low": float(t.at[lo, metric]), "gap": diff,
-            "se": se, "above_threshold": above, "flagged": above and diff > Z * se}
+    return {
+        "metric": "calibration" if metric == "calibration_gap" else metric,
+        "high_group": hi,
+        "high": float(t.at[hi, metric]),
+        "low_group": lo,
+        "low": float(t.at[lo, metric]),
+        "gap": diff,
+        "se": se,
+        "above_threshold": above,
+        "flagged": above and diff > Z * se,
+    }
 
 
 def column_report(
-    y: np.ndarray, risk: np.ndarray, flagged: np.ndarray, values: pd.Series, *, min_group_size: int,
-    fairness_gap: float, calibration_gap: float, cap: int | None = None,
+    y: np.ndarray,
+    risk: np.ndarray,
+    flagged: np.ndarray,
+    values: pd.Series,
+    *,
+    min_group_size: int,
+    fairness_gap: float,
+    calibration_gap: float,
+    cap: int | None = None,
 ) -> dict:
     """Groups, gaps and the gaps to review for one sensitive column."""
     groups, merging = merge_small_groups(values.reset_index(drop=True), min_group_size)
     table, sampled = group_table(y, risk, flagged, groups, cap=cap)
     gaps = {}
-    for metric, threshold in (("roc_auc", fairness_gap), ("tpr", fairness_gap), ("fpr", fairness_gap),
-                              ("calibration_gap", calibration_gap), ("share_flagged", math.inf)):
+    for metric, threshold in (
+        ("roc_auc", fairness_gap),
+        ("tpr", fairness_gap),
+        ("fpr", fairness_gap),
+        ("calibration_gap", calibration_gap),
+        ("share_flagged", math.inf),
+    ):
         g = _gap(table, metric, threshold)  # share flagged follows the at-risk rate: shown, never judged
         if g is not None:
             gaps[g["metric"]] = g
-    groups_out = [{"group": name, **{k: (int(v) if k in ("students", "at_risk") else float(v)) for k, v in row.items()}}
-                  for name, row in table.iterrows()]
-    return {"groups": groups_out, "gaps": gaps, **merging, "sampled": sampled,
-            "to_review": [k for k, g in gaps.items() if g["flagged"]],
-            "to_watch": [k for k, g in gaps.items() if g["above_threshold"] and not g["flagged"]]}
+    groups_out = [
+        {"group": name, **{k: (int(v) if k in ("students", "at_risk") else float(v)) for k, v in row.items()}}
+        for name, row in table.iterrows()
+    ]
+    return {
+        "groups": groups_out,
+        "gaps": gaps,
+        **merging,
+        "sampled": sampled,
+        "to_review": [k for k, g in gaps.items() if g["flagged"]],
+        "to_watch": [k for k, g in gaps.items() if g["above_threshold"] and not g["flagged"]],
+    }

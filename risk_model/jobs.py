@@ -38,7 +38,12 @@ def prepare(
 
 
 def train_and_register(
-    settings: Settings, config: Config, df: pd.DataFrame, *, point: str = "default", force: bool = False,
+    settings: Settings,
+    config: Config,
+    df: pd.DataFrame,
+    *,
+    point: str = "default",
+    force: bool = False,
     progress: Progress = log.info,
 ) -> dict:
     """Train on validated past cohorts, save a new version, promote it if it is at least as good."""
@@ -60,7 +65,12 @@ def train_and_register(
 
 
 def score_and_store(
-    settings: Settings, config: Config, df: pd.DataFrame, *, point: str = "default", factors: bool = True,
+    settings: Settings,
+    config: Config,
+    df: pd.DataFrame,
+    *,
+    point: str = "default",
+    factors: bool = True,
     progress: Progress = log.info,
 ) -> dict:
     """Score a validated intake with the champion, replace its scores in the store, export CSV."""
@@ -77,7 +87,9 @@ def store_scores(settings: Settings, result: ScoreResult, *, progress: Progress 
     cohorts = "-".join(result.summary["cohorts"])
     export = settings.exports_dir / f"scores-{cohorts}-{result.summary['point']}.csv"
     store.export_csv(result.scores, export)
-    progress(f"Scored {n} students of cohort {cohorts} with model {result.summary['model_version']}: {result.summary['tiers']}")
+    progress(
+        f"Scored {n} students of cohort {cohorts} with model {result.summary['model_version']}: {result.summary['tiers']}"
+    )
     return {**result.summary, "store": _safe_url(settings.resolved_store_url), "export": str(export)}
 
 
@@ -94,7 +106,11 @@ def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dic
     )
     with store.opened(settings.resolved_store_url) as engine:
         n = store.write_outcomes(engine, frame)
-    return {"n_outcomes": n, "cohorts": sorted(frame.cohort.unique().tolist()), "at_risk_rate": float(frame.at_risk.mean())}
+    return {
+        "n_outcomes": n,
+        "cohorts": sorted(frame.cohort.unique().tolist()),
+        "at_risk_rate": float(frame.at_risk.mean()),
+    }
 
 
 def _safe_url(url: str) -> str:

@@ -183,9 +183,7 @@ class Registry:
             return True, why
         old = self.load(current, point=point).metadata
         kind = "backtest" if new["metrics"]["backtest"] and old["metrics"]["backtest"] else "cv"
-        common = sorted(
-            set(new["metrics"][kind]["lightgbm"]) & set(old["metrics"][kind]["lightgbm"]) - {"all"}
-        )
+        common = sorted(set(new["metrics"][kind]["lightgbm"]) & set(old["metrics"][kind]["lightgbm"]) - {"all"})
         if not common:
             _atomic_json(self._point(point) / "champion.json", {"version": version})
             return True, "no validation cohorts in common with the old champion; newest model promoted"
@@ -197,7 +195,9 @@ class Registry:
             return True, detail
         return False, detail + " (kept the champion; use --force to promote anyway)"
 
-    def load(self, version: str | None = None, *, point: str = "default", contract: DatasetContract | None = None) -> Bundle:
+    def load(
+        self, version: str | None = None, *, point: str = "default", contract: DatasetContract | None = None
+    ) -> Bundle:
         """Load a version (default: the champion); refuse one that does not fit `contract`."""
         version = version or self.champion(point)
         if version is None:
@@ -223,7 +223,9 @@ class Registry:
 
 def settings_hash(config: Config) -> str:
     """SHA-256 of what shapes a model: the dataset contract and the training settings."""
-    blob = json.dumps({"dataset": config.dataset.model_dump(), "training": config.training.model_dump()}, sort_keys=True)
+    blob = json.dumps(
+        {"dataset": config.dataset.model_dump(), "training": config.training.model_dump()}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -236,8 +238,11 @@ def check_contract(metadata: dict, contract: DatasetContract) -> None:
         if list(trained[key]) != list(now[key]):
             gone = sorted(set(trained[key]) - set(now[key]))
             new = sorted(set(now[key]) - set(trained[key]))
-            diffs.append(f"{key}: model has {gone or 'same'} the settings lack; settings add {new or 'nothing new'}"
-                         if gone or new else f"{key}: same columns in another order")
+            diffs.append(
+                f"{key}: model has {gone or 'same'} the settings lack; settings add {new or 'nothing new'}"
+                if gone or new
+                else f"{key}: same columns in another order"
+            )
     if diffs:
         raise RegistryError(
             f"Model {metadata['version']} was trained on other features than the settings file names ("
@@ -255,28 +260,28 @@ def model_card(md: dict) -> str:
         for c, v in bt.items()
         if c != "all"
     )
-    return f"""# Model card: student risk, version {md['version']}
+    return f"""# Model card: student risk, version {md["version"]}
 
 **What it does.** Estimates each incoming student's probability of an at-risk outcome
-({', '.join(md['contract']['at_risk_values'])}) so advisors can reach out early. It supports
+({", ".join(md["contract"]["at_risk_values"])}) so advisors can reach out early. It supports
 an advisor's judgement; it does not decide anything about a student.
 
-**Trained on** cohorts {', '.join(md['training_cohorts'])} ({md['n_training_rows']} students),
-prediction point `{md['point']}`. LightGBM, {md['n_trees']} trees, calibrated with {md['calibrator']['method']}
-on out-of-fold predictions. Hyperparameters chosen by {md['cv_folds']}.
+**Trained on** cohorts {", ".join(md["training_cohorts"])} ({md["n_training_rows"]} students),
+prediction point `{md["point"]}`. LightGBM, {md["n_trees"]} trees, calibrated with {md["calibrator"]["method"]}
+on out-of-fold predictions. Hyperparameters chosen by {md["cv_folds"]}.
 
-**Features:** {', '.join(md['features'])}.
-Sensitive columns kept for fairness checks only (unless listed as features): {', '.join(md['contract']['sensitive_columns']) or 'none'}.
+**Features:** {", ".join(md["features"])}.
+Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(md["contract"]["sensitive_columns"]) or "none"}.
 
-**How well it generalizes.** {s['headline']}
+**How well it generalizes.** {s["headline"]}
 
-| cohort (never trained on) | students | at-risk rate | ROC AUC | PR AUC | Brier | recall in top {md['top_k_percent']:g}% |
+| cohort (never trained on) | students | at-risk rate | ROC AUC | PR AUC | Brier | recall in top {md["top_k_percent"]:g}% |
 |---|---|---|---|---|---|---|
-{rows or '| (single cohort: no forward backtest) | | | | | | |'}
+{rows or "| (single cohort: no forward backtest) | | | | | | |"}
 
 **Limits.** Performance holds only while new intakes resemble past ones: read the intake drift
 report each year, and the outcomes report once real outcomes arrive. Probabilities are
 estimates for groups of similar students, not certainties about one person.
 
-Libraries: {', '.join(f'{k} {v}' for k, v in md['libraries'].items())}. Data fingerprint `{md['data_fingerprint'][:16]}`.
+Libraries: {", ".join(f"{k} {v}" for k, v in md["libraries"].items())}. Data fingerprint `{md["data_fingerprint"][:16]}`.
 """

@@ -46,7 +46,9 @@ def tiers(p: np.ndarray, s: ScoringConfig, rank: np.ndarray | None = None) -> np
         return np.where(p >= s.high_threshold, "high", np.where(p >= s.medium_threshold, "medium", "low"))
     rank = ranks(p) if rank is None else rank
     n = len(p)
-    return np.where(rank <= round(s.high_share * n), "high", np.where(rank <= round(s.medium_share * n), "medium", "low"))
+    return np.where(
+        rank <= round(s.high_share * n), "high", np.where(rank <= round(s.medium_share * n), "medium", "low")
+    )
 
 
 def top_factors(contrib: np.ndarray, X: pd.DataFrame, n: int) -> list[list[dict]]:
@@ -112,8 +114,10 @@ def score(
     """Score a validated intake with a loaded model bundle."""
     unseen = unseen_categories(df, bundle.levels)
     for col, values in unseen.items():
-        progress(f"Column {col!r}: {sum(values.values())} student(s) with categories never seen in training "
-                 f"{sorted(values)[:5]}; scored as 'unknown'.")
+        progress(
+            f"Column {col!r}: {sum(values.values())} student(s) with categories never seen in training "
+            f"{sorted(values)[:5]}; scored as 'unknown'."
+        )
     p, factor_lists = probabilities(bundle, df, contract, s, factors=factors, progress=progress)
     return assemble(bundle, df, contract, s, p, factor_lists, unseen)
 

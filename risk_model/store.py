@@ -179,7 +179,6 @@ def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> E
     return engine
 
 
-
 @contextlib.contextmanager
 def opened(url: str) -> Iterator[Engine]:
     """`connect(url)` for one job step; the engine's connections are closed when the block ends."""

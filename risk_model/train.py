@@ -165,7 +165,13 @@ def _logistic():
     return lambda numeric, categorical: make_pipeline(
         ColumnTransformer(
             [
-                ("num", make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()), numeric),
+                (
+                    "num",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+                    ),
+                    numeric,
+                ),
                 ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=20), categorical),
             ]
         ),
@@ -230,13 +236,17 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
             progress(f"Backtest: training on cohorts before {test_cohort}, testing on {test_cohort}")
             tr_levels = category_levels(df.iloc[tr], c)
             fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t, c)
-            parts.append(pd.DataFrame({
-                "cohort": cohorts[te],
-                "y": y[te],
-                "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),
-                "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
-                "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
-            }))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "cohort": cohorts[te],
+                        "y": y[te],
+                        "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),
+                        "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
+                        "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
+                    }
+                )
+            )
             metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
         backtest_predictions = pd.concat(parts, ignore_index=True)
         g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
@@ -266,7 +276,11 @@ def summarize(metrics: dict, t: TrainingConfig) -> dict:
     train_auc = metrics["train"]["lightgbm"]["all"]["roc_auc"]
     word = evaluate.verdict(train_auc, val["lightgbm"], overfit_gap=t.overfit_gap, underfit_auc=t.underfit_auc)
     beats = val["lightgbm"] > val["logistic"]
-    where = "forward backtest (each cohort predicted by a model trained on earlier cohorts only)" if has_backtest else "cross-validation by cohort"
+    where = (
+        "forward backtest (each cohort predicted by a model trained on earlier cohorts only)"
+        if has_backtest
+        else "cross-validation by cohort"
+    )
     headline = (
         f"The model {word}: AUC {val['lightgbm']:.3f} on cohorts it never trained on ({where}), "
         f"{train_auc:.3f} on its training data (gap {train_auc - val['lightgbm']:+.3f}); "
@@ -287,7 +301,9 @@ def summarize(metrics: dict, t: TrainingConfig) -> dict:
     }
 
 
-def reference_sample(df: pd.DataFrame, X: pd.DataFrame, model: FittedModel, c: DatasetContract, t: TrainingConfig) -> pd.DataFrame:
+def reference_sample(
+    df: pd.DataFrame, X: pd.DataFrame, model: FittedModel, c: DatasetContract, t: TrainingConfig
+) -> pd.DataFrame:
     """Training rows kept with the model for drift reports: features, sensitive columns,
     cohort, outcome and out-of-fold risk; never the student id."""
     cols = list(dict.fromkeys([c.cohort_column, *c.features, *c.sensitive_columns]))

@@ -118,8 +118,16 @@ def built_reports(tmp_path_factory, demo_config, small_demo, trained_home):
         cohort = str(intake[c.cohort_column].iloc[0])
         reports = {"intake_drift": build.intake_report(settings, demo_config, intake)}
         reports["outcomes"] = build.outcomes_report(settings, demo_config, cohort)
-        reports["generalization"] = build.generalization_report(settings, demo_config, cohort, outcomes=reports["outcomes"])
+        reports["generalization"] = build.generalization_report(
+            settings, demo_config, cohort, outcomes=reports["outcomes"]
+        )
         reports["fairness"] = build.fairness_report(settings, demo_config, intake)
-        out[name] = {"settings": settings, "reports": reports, "index": build.rebuild_index(settings), "demo": d,
-                     "intake": intake, "cohort": cohort}
+        out[name] = {
+            "settings": settings,
+            "reports": reports,
+            "index": build.rebuild_index(settings),
+            "demo": d,
+            "intake": intake,
+            "cohort": cohort,
+        }
     return out

@@ -50,12 +50,16 @@ class PageResult:
         return out
 
     def problems(self) -> list[str]:
-        return [f"remote request: {u}" for u in self.remote_requests] + [f"console/page error: {e}" for e in self.errors]
+        return [f"remote request: {u}" for u in self.remote_requests] + [
+            f"console/page error: {e}" for e in self.errors
+        ]
 
 
 def chromium_or_fail() -> str:
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.fail(f"{CHROMIUM} not found: the browser tests need Debian's chromium. Run `apt-get install -y chromium`.")
+        pytest.fail(
+            f"{CHROMIUM} not found: the browser tests need Debian's chromium. Run `apt-get install -y chromium`."
+        )
     return CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
 
 
@@ -66,15 +70,28 @@ class Browser:
         self.profile = Path(tempfile.mkdtemp(prefix="sr-chromium-"))
         self.proc = subprocess.Popen(
             [
-                binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-default-apps", "--disable-extensions", "--mute-audio",
-                f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "--remote-allow-origins=*",
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-default-apps",
+                "--disable-extensions",
+                "--mute-audio",
+                f"--user-data-dir={self.profile}",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
                 "--proxy-server=127.0.0.1:9",
                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--window-size=1280,1800", "about:blank",
+                "--window-size=1280,1800",
+                "about:blank",
             ],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -143,14 +160,24 @@ class Browser:
                 session = (await call("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
                 for domain in ("Network", "Runtime", "Log", "Page"):
                     await call(f"{domain}.enable", session)
-                await call("Emulation.setDeviceMetricsOverride", session, width=1280, height=1800,
-                           deviceScaleFactor=1, mobile=False)
+                await call(
+                    "Emulation.setDeviceMetricsOverride",
+                    session,
+                    width=1280,
+                    height=1800,
+                    deviceScaleFactor=1,
+                    mobile=False,
+                )
                 await call("Page.navigate", session, url=url)
                 await asyncio.wait_for(loaded.wait(), 60)
                 await asyncio.sleep(settle)  # let scripts render charts and fire late requests
-                got = await call("Runtime.evaluate", session, returnByValue=True,
-                                 expression="(() => { const e = document.querySelector('[data-testid=verdict]');"
-                                            " return e ? e.innerText : null; })()")
+                got = await call(
+                    "Runtime.evaluate",
+                    session,
+                    returnByValue=True,
+                    expression="(() => { const e = document.querySelector('[data-testid=verdict]');"
+                    " return e ? e.innerText : null; })()",
+                )
                 result.verdict = got.get("result", {}).get("value")
                 if screenshot is not None:
                     shot = await call("Page.captureScreenshot", session, format="png")
@@ -169,7 +196,9 @@ class Browser:
                 d = p.get("exceptionDetails", {})
                 result.errors.append(d.get("exception", {}).get("description") or d.get("text", "exception"))
             elif m == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-                result.errors.append(f"{p['entry'].get('source')}: {p['entry'].get('text')} {p['entry'].get('url', '')}")
+                result.errors.append(
+                    f"{p['entry'].get('source')}: {p['entry'].get('text')} {p['entry'].get('url', '')}"
+                )
         return result
 
 

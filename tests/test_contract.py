@@ -34,8 +34,14 @@ def test_valid_history_is_typed(demo_config, small_demo):
 
 
 def test_missing_column(tmp_path, demo_config, small_demo):
-    _check(tmp_path, small_demo.history.drop(columns=["prior_gpa"]), demo_config.dataset, "train",
-           "missing column(s) ['prior_gpa']", "settings file")
+    _check(
+        tmp_path,
+        small_demo.history.drop(columns=["prior_gpa"]),
+        demo_config.dataset,
+        "train",
+        "missing column(s) ['prior_gpa']",
+        "settings file",
+    )
 
 
 def test_extra_column(tmp_path, demo_config, small_demo):
@@ -59,7 +65,9 @@ def test_unknown_cohort(tmp_path, demo_config, small_demo):
 def test_duplicate_student_in_cohort(tmp_path, demo_config, small_demo):
     df = pd.concat([small_demo.history, small_demo.history.iloc[[5]]], ignore_index=True)
     sid = small_demo.history.student_id.iloc[5]
-    _check(tmp_path, df, demo_config.dataset, "train", f"repeats student(s) ['{sid}']", "line 7", "remove the duplicate")
+    _check(
+        tmp_path, df, demo_config.dataset, "train", f"repeats student(s) ['{sid}']", "line 7", "remove the duplicate"
+    )
 
 
 def test_same_student_in_two_cohorts_is_fine(demo_config, small_demo):
@@ -80,7 +88,14 @@ def test_empty_file(tmp_path, demo_config):
 
 
 def test_outcome_present_when_scoring(tmp_path, demo_config, small_demo):
-    _check(tmp_path, small_demo.history, demo_config.dataset, "score", "'outcome' (the outcome) is present", "remove the column")
+    _check(
+        tmp_path,
+        small_demo.history,
+        demo_config.dataset,
+        "score",
+        "'outcome' (the outcome) is present",
+        "remove the column",
+    )
 
 
 def test_outcome_absent_when_training(tmp_path, demo_config, small_demo):
@@ -106,7 +121,9 @@ def test_unseen_category_is_counted_not_fatal(demo_config, small_demo):
 
 
 def test_cohort_natural_order():
-    c = DatasetContract(id_column="i", cohort_column="c", outcome_column="o", at_risk_values=["f"], numeric_features=["x"])
+    c = DatasetContract(
+        id_column="i", cohort_column="c", outcome_column="o", at_risk_values=["f"], numeric_features=["x"]
+    )
     assert c.sort_cohorts(["2014B", "2013J", "2013B", "2014J"]) == ["2013B", "2013J", "2014B", "2014J"]
     assert c.sort_cohorts(["2020", "2019", "2100", "999"]) == ["999", "2019", "2020", "2100"]
     assert c.sort_cohorts(["A1", "2019"]) == ["2019", "A1"]
@@ -114,8 +131,10 @@ def test_cohort_natural_order():
 
 def test_bad_settings_file_names_key(tmp_path):
     p = tmp_path / "s.toml"
-    p.write_text('[dataset]\nid_column = "id"\ncohort_column = "c"\noutcome_column = "o"\nat_risk_values = []\n'
-                 'numeric_features = ["x"]\n[training]\ntop_k_percent = 0\n')
+    p.write_text(
+        '[dataset]\nid_column = "id"\ncohort_column = "c"\noutcome_column = "o"\nat_risk_values = []\n'
+        'numeric_features = ["x"]\n[training]\ntop_k_percent = 0\n'
+    )
     with pytest.raises(ConfigError) as err:
         load_config(p)
     assert "dataset.at_risk_values" in str(err.value) and "training.top_k_percent" in str(err.value)
@@ -125,5 +144,11 @@ def test_bad_settings_file_names_key(tmp_path):
 
 def test_column_in_two_roles_rejected():
     with pytest.raises(ValueError, match="'x' is listed under both numeric_features and sensitive_columns"):
-        DatasetContract(id_column="i", cohort_column="c", outcome_column="o", at_risk_values=["f"],
-                        numeric_features=["x"], sensitive_columns=["x"])
+        DatasetContract(
+            id_column="i",
+            cohort_column="c",
+            outcome_column="o",
+            at_risk_values=["f"],
+            numeric_features=["x"],
+            sensitive_columns=["x"],
+        )

@@ -68,6 +68,7 @@ def test_two_dask_workers_give_identical_scores(bundle, trained_home, demo_confi
         distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         distributed.Client(cluster) as client,
     ):
+
         def dask_map(fn, parts):
             return client.gather(client.map(fn, parts, pure=False))
 

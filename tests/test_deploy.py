@@ -57,7 +57,11 @@ class Proc:
     def __init__(self, name: str, argv: list[str], env: dict, logs: Path) -> None:
         self.name, self.log = name, logs / f"{name}.log"
         self.p = subprocess.Popen(
-            argv, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
 
@@ -129,7 +133,9 @@ def databases():
         pytest.fail(f"PostgreSQL at {PG_URL} is not usable ({exc}); start it, or set STUDENT_RISK_TEST_PG_URL")
     url = make_url(PG_URL)
     yield {
-        "prefect": url.set(drivername="postgresql+asyncpg", database=names["prefect"]).render_as_string(hide_password=False),
+        "prefect": url.set(drivername="postgresql+asyncpg", database=names["prefect"]).render_as_string(
+            hide_password=False
+        ),
         "scores": url.set(database=names["scores"]).render_as_string(hide_password=False),
     }
     with admin.connect() as conn:
@@ -167,10 +173,17 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
     Webhook.received = []
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     try:
-        procs.append(Proc("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                             "--port", str(prefect_port)], env, logs))
-        procs.append(Proc("api", [str(BIN / "student-risk"), "serve", "--host", "127.0.0.1", "--port", str(api_port)],
-                          env, logs))
+        procs.append(
+            Proc(
+                "prefect-server",
+                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+                env,
+                logs,
+            )
+        )
+        procs.append(
+            Proc("api", [str(BIN / "student-risk"), "serve", "--host", "127.0.0.1", "--port", str(api_port)], env, logs)
+        )
 
         # while the server migrates its database: data, settings file
         demo = make_demo(n_per_cohort=800, n_past=4, seed=1)
@@ -182,19 +195,38 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         config = tmp_path / "settings.toml"
         config.write_text((REPO / "examples" / "demo.toml").read_text().replace("[training]\n", FAST_TRAINING, 1))
 
-        wait_until("the Prefect server's /api/health", lambda: httpx.get(f"{api_url}/health", timeout=2).is_success,
-                   180, procs)
+        wait_until(
+            "the Prefect server's /api/health", lambda: httpx.get(f"{api_url}/health", timeout=2).is_success, 180, procs
+        )
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             CustomWebhookNotificationBlock(
-                name="advising-alerts", url=f"http://127.0.0.1:{hook.server_port}/hook", method="POST",
+                name="advising-alerts",
+                url=f"http://127.0.0.1:{hook.server_port}/hook",
+                method="POST",
                 json_data={"subject": "{{subject}}", "body": "{{body}}"},
             ).save("advising-alerts", overwrite=True)
 
-        env_deploy = {**env, "STUDENT_RISK_DEPLOY_NOTIFY_BLOCK": "custom-webhook/advising-alerts",
-                      "STUDENT_RISK_DEPLOY_TIMEZONE": "Europe/London"}
+        env_deploy = {
+            **env,
+            "STUDENT_RISK_DEPLOY_NOTIFY_BLOCK": "custom-webhook/advising-alerts",
+            "STUDENT_RISK_DEPLOY_TIMEZONE": "Europe/London",
+        }
         procs.append(Proc("worker", [str(BIN / "student-risk"), "worker"], env, logs))
-        out = run([str(BIN / "student-risk"), "deploy", "-c", str(config), "--history", str(data / "history.csv"),
-                   "--intake", str(data / "intake.csv"), "--term-cron", "0 6 * * *"], env_deploy)
+        out = run(
+            [
+                str(BIN / "student-risk"),
+                "deploy",
+                "-c",
+                str(config),
+                "--history",
+                str(data / "history.csv"),
+                "--intake",
+                str(data / "intake.csv"),
+                "--term-cron",
+                "0 6 * * *",
+            ],
+            env_deploy,
+        )
         assert "deployed  yearly/student-risk" in out and "deployed  score/student-risk" in out
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
@@ -241,10 +273,16 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         # the scores the yearly run stored, read as an advising tool would
         key = run([str(BIN / "student-risk"), "keys", "create", "--scope", "read", "--name", "deploy-test"], env)
         secret = key.strip().splitlines()[-1].strip()
-        wait_until("the API's /health", lambda: httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=2).is_success,
-                   60, procs)
+        wait_until(
+            "the API's /health",
+            lambda: httpx.get(f"http://127.0.0.1:{api_port}/health", timeout=2).is_success,
+            60,
+            procs,
+        )
         student = demo.intake.student_id.iloc[0]
-        r = httpx.get(f"http://127.0.0.1:{api_port}/v1/students/{student}/risk", headers={"X-API-Key": secret}, timeout=30)
+        r = httpx.get(
+            f"http://127.0.0.1:{api_port}/v1/students/{student}/risk", headers={"X-API-Key": secret}, timeout=30
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["cohort"] == str(demo.intake.cohort.iloc[0])
@@ -263,11 +301,14 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         from risk_model.config import DeploySettings
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
-            ids = register(DeploySettings(config_path=config, history_path=data / "history.csv",
-                                          intake_path=data / "intake.csv"))
+            ids = register(
+                DeploySettings(config_path=config, history_path=data / "history.csv", intake_path=data / "intake.csv")
+            )
             assert ids["yearly/student-risk"] == yearly.id and ids["score/student-risk"] == score_dep.id
             assert client.read_deployment_by_name("score/student-risk").schedules == []
-            assert [s.schedule.timezone for s in client.read_deployment_by_name("yearly/student-risk").schedules] == ["UTC"]
+            assert [s.schedule.timezone for s in client.read_deployment_by_name("yearly/student-risk").schedules] == [
+                "UTC"
+            ]
         assert time.monotonic() - started < 600
     finally:
         for p in reversed(procs):

@@ -16,8 +16,10 @@ def settings(tmp_path) -> DeploySettings:
     for name in ("settings.toml", "history.csv", "intake.csv"):
         (tmp_path / name).write_text("")
     return DeploySettings(
-        config_path=tmp_path / "settings.toml", history_path=tmp_path / "history.csv",
-        intake_path=tmp_path / "intake.csv", timezone="Europe/London",
+        config_path=tmp_path / "settings.toml",
+        history_path=tmp_path / "history.csv",
+        intake_path=tmp_path / "intake.csv",
+        timezone="Europe/London",
     )
 
 
@@ -35,8 +37,10 @@ def test_every_flow_is_deployed_by_module_path_with_the_yearly_schedule(settings
     yearly = deps["yearly"]
     assert [(s.schedule.cron, s.schedule.timezone) for s in yearly.schedules] == [("0 6 1 9 *", "Europe/London")]
     assert yearly.parameters == {
-        "config_path": str(tmp_path / "settings.toml"), "history_path": str(tmp_path / "history.csv"),
-        "intake_path": str(tmp_path / "intake.csv"), "fail_on_drift": True,
+        "config_path": str(tmp_path / "settings.toml"),
+        "history_path": str(tmp_path / "history.csv"),
+        "intake_path": str(tmp_path / "intake.csv"),
+        "fail_on_drift": True,
     }
     assert not deps["score"].schedules and not deps["train"].schedules
     assert deps["score-partitioned"].parameters["partitions"] == 4
@@ -75,14 +79,30 @@ def test_settings_come_from_the_environment(monkeypatch):
 
 def test_worker_command():
     argv = deploy.worker_argv("advising", limit=2, healthcheck=True)
-    assert argv[1:] == ["-m", "prefect", "worker", "start", "--pool", "advising", "--type", "process",
-                        "--limit", "2", "--with-healthcheck"]
+    assert argv[1:] == [
+        "-m",
+        "prefect",
+        "worker",
+        "start",
+        "--pool",
+        "advising",
+        "--type",
+        "process",
+        "--limit",
+        "2",
+        "--with-healthcheck",
+    ]
 
 
 @pytest.mark.parametrize(
     ("exc", "retried"),
-    [(ConnectionResetError("share went away"), True), (TimeoutError("slow disk"), True),
-     (FileNotFoundError("typo"), False), (PermissionError("no"), False), (ContractError("bad column"), False)],
+    [
+        (ConnectionResetError("share went away"), True),
+        (TimeoutError("slow disk"), True),
+        (FileNotFoundError("typo"), False),
+        (PermissionError("no"), False),
+        (ContractError("bad column"), False),
+    ],
 )
 def test_only_transient_io_errors_are_retried(exc, retried):
     assert _retry_on_io(None, None, Failed(data=exc)) is retried

@@ -45,7 +45,9 @@ def interpolate(text: str, env: dict[str, str]) -> str:
             return env[name]
         if op in (":-", "-"):
             return arg
-        raise AssertionError(f"compose.yaml uses ${{{name}}}, which docker/.env.example does not set ({arg or 'no default'})")
+        raise AssertionError(
+            f"compose.yaml uses ${{{name}}}, which docker/.env.example does not set ({arg or 'no default'})"
+        )
 
     return VAR.sub(one, text)
 
@@ -78,7 +80,9 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root():
     assert len(froms) >= 2, "build and runtime stages"
     for image in froms:
         ref = image.split()[0]
-        assert "@sha256:" in ref or re.search(r":\d+\.\d+\.\d+", ref), f"base image not pinned to an exact version: {ref}"
+        assert "@sha256:" in ref or re.search(r":\d+\.\d+\.\d+", ref), (
+            f"base image not pinned to an exact version: {ref}"
+        )
     final = max(i for i, (op, _) in enumerate(ins) if op == "FROM")
     users = [arg for op, arg in ins[final:] if op == "USER"]
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0", users
@@ -89,12 +93,28 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root():
 
 def test_image_requirements_are_exact_and_match_pyproject():
     lines = (DOCKER / "requirements.txt").read_text().splitlines()
-    pins = dict(re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s\\]+)", line).groups() for line in lines if re.match(r"^[A-Za-z0-9]", line))
+    pins = dict(
+        re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s\\]+)", line).groups()
+        for line in lines
+        if re.match(r"^[A-Za-z0-9]", line)
+    )
     names = {k.lower().split("[")[0] for k in pins}
-    for needed in ("prefect", "prefect-dask", "lightgbm", "pandas", "fastapi", "sqlalchemy", "psycopg", "asyncpg", "evidently"):
+    for needed in (
+        "prefect",
+        "prefect-dask",
+        "lightgbm",
+        "pandas",
+        "fastapi",
+        "sqlalchemy",
+        "psycopg",
+        "asyncpg",
+        "evidently",
+    ):
         assert needed in names, f"{needed} missing from docker/requirements.txt"
     versions = {k.lower().split("[")[0]: v for k, v in pins.items()}
-    assert not versions["fastapi"].startswith(("0.151", "0.152", "0.153", "0.154", "0.155")), "fastapi must stay < 0.151"
+    assert not versions["fastapi"].startswith(("0.151", "0.152", "0.153", "0.154", "0.155")), (
+        "fastapi must stay < 0.151"
+    )
     assert versions["sqlalchemy"].startswith("2.0."), "SQLAlchemy 2.1 breaks Prefect 3.8's scheduler"
     assert all("--hash=sha256:" in lines[i + 1] for i, line in enumerate(lines) if re.match(r"^[A-Za-z0-9]", line))
 
@@ -141,6 +161,11 @@ def test_env_example_names_real_settings():
     assert named, "no settings in docker/.env.example"
     assert not named - known, f"not settings (typo?): {sorted(named - known)}"
     env = env_example()
-    DeploySettings.model_validate({k.removeprefix("STUDENT_RISK_DEPLOY_").lower(): v for k, v in env.items()
-                                   if k.startswith("STUDENT_RISK_DEPLOY_")})
+    DeploySettings.model_validate(
+        {
+            k.removeprefix("STUDENT_RISK_DEPLOY_").lower(): v
+            for k, v in env.items()
+            if k.startswith("STUDENT_RISK_DEPLOY_")
+        }
+    )
     assert env["POSTGRES_PASSWORD"], "compose refuses to start without it"

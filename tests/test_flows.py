@@ -38,9 +38,21 @@ def fast_config_path(tmp_path_factory, demo_config):
         "[[training.param_grid]]\n" + "\n".join(f"{k} = {v}" for k, v in p.items())
         for p in demo_config.training.param_grid
     )
-    body = (REPO / "examples" / "demo.toml").read_text().replace("[training]\n", "[training]\n" + "\n".join(
-        f"{k} = {json.dumps(v)}" for k, v in raw["training"].items() if k not in ("top_k_percent", "overfit_gap", "underfit_auc")
-    ) + "\n", 1)
+    body = (
+        (REPO / "examples" / "demo.toml")
+        .read_text()
+        .replace(
+            "[training]\n",
+            "[training]\n"
+            + "\n".join(
+                f"{k} = {json.dumps(v)}"
+                for k, v in raw["training"].items()
+                if k not in ("top_k_percent", "overfit_gap", "underfit_auc")
+            )
+            + "\n",
+            1,
+        )
+    )
     path.write_text(body + "\n" + grid + "\n")
     return path
 
@@ -91,7 +103,9 @@ def test_no_drift_planted_no_drift_reported(tmp_path, fast_config_path):
     d = make_demo(n_per_cohort=700, n_past=4, seed=6, drift=False)
     d.history.to_csv(tmp_path / "h.csv", index=False)
     d.intake.to_csv(tmp_path / "i.csv", index=False)
-    out = yearly_flow(str(fast_config_path), str(tmp_path / "h.csv"), str(tmp_path / "i.csv"), home=str(tmp_path / "rt"))
+    out = yearly_flow(
+        str(fast_config_path), str(tmp_path / "h.csv"), str(tmp_path / "i.csv"), home=str(tmp_path / "rt")
+    )
     report = out["report"][0]
     assert not report["dataset_drift"], report["drifted_features"]
     assert report["verdict"].startswith("No drift")
@@ -100,7 +114,9 @@ def test_no_drift_planted_no_drift_reported(tmp_path, fast_config_path):
 def test_cli_bad_intake_fails_clearly_and_writes_nothing(tmp_path, fast_config_path, demo_files):
     runner = CliRunner()
     home = tmp_path / "rt"
-    ok = runner.invoke(app, ["train", str(demo_files / "history.csv"), "-c", str(fast_config_path), "--home", str(home)])
+    ok = runner.invoke(
+        app, ["train", str(demo_files / "history.csv"), "-c", str(fast_config_path), "--home", str(home)]
+    )
     assert ok.exit_code == 0, ok.output
     assert "generalizes" in ok.output or "overfits" in ok.output or "underfits" in ok.output
     bad = tmp_path / "bad.csv"

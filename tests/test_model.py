@@ -55,7 +55,9 @@ def test_training_result(trained_home):
     assert t["verdict"] in {"generalizes", "overfits", "underfits"} and t["verdict"] in t["headline"]
     for key in ("features", "category_levels", "training_cohorts", "libraries", "data_fingerprint", "calibrator"):
         assert md[key]
-    assert "student_id" not in pd.read_parquet(Registry(trained_home["settings"].registry_dir).load().path / "reference.parquet")
+    assert "student_id" not in pd.read_parquet(
+        Registry(trained_home["settings"].registry_dir).load().path / "reference.parquet"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +213,16 @@ def test_missing_value_never_seen_in_training_scores_as_typical_not_as_zero(trai
     zero = intake.assign(prior_gpa=0.0)
     s = demo_config.scoring
     p_unknown = score(bundle, unknown, demo_config.dataset, s).scores.probability.to_numpy()
-    np.testing.assert_allclose(p_unknown, score(bundle, typical, demo_config.dataset, s, factors=False).scores.probability)
-    assert np.abs(p_unknown - score(bundle, zero, demo_config.dataset, s, factors=False).scores.probability).max() > 0.05
-    shown = [f["value"] for row in score(bundle, unknown, demo_config.dataset, s).scores.factors for f in row
-             if f["feature"] == "prior_gpa"]
+    np.testing.assert_allclose(
+        p_unknown, score(bundle, typical, demo_config.dataset, s, factors=False).scores.probability
+    )
+    assert (
+        np.abs(p_unknown - score(bundle, zero, demo_config.dataset, s, factors=False).scores.probability).max() > 0.05
+    )
+    shown = [
+        f["value"]
+        for row in score(bundle, unknown, demo_config.dataset, s).scores.factors
+        for f in row
+        if f["feature"] == "prior_gpa"
+    ]
     assert shown and all(v is None for v in shown)  # factors show what was given, not the fill

@@ -301,7 +301,9 @@ def test_features_by_hand(small_dir: Path) -> None:
     assert s1.cohort == "2013J" and s1.code_module == "AAA"
 
 
-def test_weighted_score_counts_each_assessment_equally_while_none_due_carries_weight(small_dir: Path, tmp_path: Path) -> None:
+def test_weighted_score_counts_each_assessment_equally_while_none_due_carries_weight(
+    small_dir: Path, tmp_path: Path
+) -> None:
     """Module GGG's marked assignments all weigh 0: its students must still get a weighted score
     (NaN there read as "no score" to the model and put a whole unseen module at ~0.94 risk)."""
     raw = _read_back(small_dir)
@@ -411,8 +413,10 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
     # Only the days and the grid differ from the shipped file (test speed); the contract is the same.
     text, n = re.subn(r"prediction_days = \[[^\]]*\]", "prediction_days = [0, 30]", shipped)
     assert n == 1
-    config.write_text(text + '\n[training]\nparam_grid = [{num_leaves = 4, min_data_in_leaf = 100, lambda_l2 = 10.0}]\n'
-                      'learning_rate = 0.1\nmax_trees = 300\nearly_stopping_rounds = 20\n')
+    config.write_text(
+        text + "\n[training]\nparam_grid = [{num_leaves = 4, min_data_in_leaf = 100, lambda_l2 = 10.0}]\n"
+        "learning_rate = 0.1\nmax_trees = 300\nearly_stopping_rounds = 20\n"
+    )
     home = tmp_path / "runtime"
     common = ["--config", str(config), "--home", str(home)]
     runner = CliRunner()

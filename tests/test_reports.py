@@ -73,7 +73,10 @@ def test_bootstrap_intervals_cover_the_value_and_shrink_with_more_students():
         assert r["metrics"]["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, p))
         assert [c["n"] for c in r["calibration"]] == [n // 5] * 5
         # well calibrated by construction: each bin's interval holds its mean predicted risk (or nearly)
-        assert sum(c["observed_low"] - 0.03 <= c["mean_predicted"] <= c["observed_high"] + 0.03 for c in r["calibration"]) >= 4
+        assert (
+            sum(c["observed_low"] - 0.03 <= c["mean_predicted"] <= c["observed_high"] + 0.03 for c in r["calibration"])
+            >= 4
+        )
         widths.append(r["metrics"]["roc_auc"]["high"] - r["metrics"]["roc_auc"]["low"])
     assert widths[1] < widths[0] / 2.5  # about 1/sqrt(16) = 1/4
 
@@ -146,17 +149,39 @@ def test_a_small_group_with_a_large_difference_is_not_flagged_by_chance_alone():
 
 
 def _metadata(train_auc: float, val_auc: float) -> dict:
-    by = {c: {"n": 100, "base_rate": 0.3, "roc_auc": val_auc, "pr_auc": 0.5, "brier": 0.2, "log_loss": 0.5,
-              "recall_top_k": 0.3} for c in ("2021", "2022")}
+    by = {
+        c: {
+            "n": 100,
+            "base_rate": 0.3,
+            "roc_auc": val_auc,
+            "pr_auc": 0.5,
+            "brier": 0.2,
+            "log_loss": 0.5,
+            "recall_top_k": 0.3,
+        }
+        for c in ("2021", "2022")
+    }
     train = {c: {**v, "roc_auc": train_auc} for c, v in {"2020": by["2021"], **by}.items()}
     return {
-        "version": "v1", "training_cohorts": ["2020", "2021", "2022"], "top_k_percent": 10,
-        "metrics": {"train": {"lightgbm": {**train, "all": train["2020"]}},
-                    "cv": {"lightgbm": by, "logistic": by, "base_rate": by},
-                    "backtest": {"lightgbm": by, "logistic": {c: {**v, "roc_auc": 0.7} for c, v in by.items()},
-                                 "base_rate": {c: {**v, "roc_auc": 0.5} for c, v in by.items()}}},
-        "summary": {"train_auc": train_auc, "validation_auc": val_auc, "validation": "backtest", "logistic_auc": 0.7,
-                    "cv_auc": val_auc},
+        "version": "v1",
+        "training_cohorts": ["2020", "2021", "2022"],
+        "top_k_percent": 10,
+        "metrics": {
+            "train": {"lightgbm": {**train, "all": train["2020"]}},
+            "cv": {"lightgbm": by, "logistic": by, "base_rate": by},
+            "backtest": {
+                "lightgbm": by,
+                "logistic": {c: {**v, "roc_auc": 0.7} for c, v in by.items()},
+                "base_rate": {c: {**v, "roc_auc": 0.5} for c, v in by.items()},
+            },
+        },
+        "summary": {
+            "train_auc": train_auc,
+            "validation_auc": val_auc,
+            "validation": "backtest",
+            "logistic_auc": 0.7,
+            "cv_auc": val_auc,
+        },
     }
 
 
@@ -188,7 +213,6 @@ def test_intake_verdict_says_what_was_planted(built_reports):
     assert clean["drift_share"] < ReportConfig().drift_share
 
 
-
 def test_intake_report_names_empty_columns_instead_of_failing(demo_config, small_demo, tmp_path):
     """A feature with no value anywhere (OULAD's weighted score on day 0: nothing due yet) is
     named as not compared; one emptied only in the intake is drift, not a crash."""
@@ -207,6 +231,7 @@ def test_intake_report_names_empty_columns_instead_of_failing(demo_config, small
     assert "vle_hours_per_week" in out["drifted_features"]
     html = (tmp_path / "intake_drift.html").read_text()
     assert f"Not compared, no values in training or in this intake: {c.label('early_assessment_score')}" in html
+
 
 def _real(variant: dict) -> pd.DataFrame:
     engine = store.connect(variant["settings"].resolved_store_url)
@@ -265,7 +290,9 @@ def test_generalization_report_on_demo_data(built_reports):
     assert "in line with validation" in clean["verdict"]
 
 
-def test_generalization_report_measures_the_new_cohort_itself_when_not_given_the_outcomes(built_reports, demo_config, tmp_path):
+def test_generalization_report_measures_the_new_cohort_itself_when_not_given_the_outcomes(
+    built_reports, demo_config, tmp_path
+):
     from reports import build
     from risk_model.config import Settings
 
@@ -352,8 +379,14 @@ def test_reports_are_self_contained_and_hold_no_student(built_reports):
 
 
 def test_remote_load_pattern_catches_what_a_browser_would_fetch():
-    for bad in ('<script src="https://cdn.x/y.js">', "<img src='//x.org/a.png'>", '<link rel=stylesheet href="http://x">',
-                "fetch('https://api.x/')", "background:url(https://x/y.png)", '@import "https://x/y.css"'):
+    for bad in (
+        '<script src="https://cdn.x/y.js">',
+        "<img src='//x.org/a.png'>",
+        '<link rel=stylesheet href="http://x">',
+        "fetch('https://api.x/')",
+        "background:url(https://x/y.png)",
+        '@import "https://x/y.css"',
+    ):
         assert REMOTE_LOAD.search(bad), bad
     for fine in ('<a href="https://plotly.com/">', '"topojsonURL":"https://cdn.plot.ly/"', '<script src="data:,">'):
         assert not REMOTE_LOAD.search(fine), fine
@@ -372,20 +405,33 @@ def test_index_lists_every_report_newest_first(built_reports, tmp_path):
     assert built_reports["clean"]["index"]["verdict"].startswith("The model generalized")
     assert "No other report raised a warning" in built_reports["clean"]["index"]["verdict"]
     # two cohorts and two versions: newest cohort first, then newest version
-    for cohort, version, warn in (("2024", "20250101-000000-aaaa", True), ("2025", "20250101-000000-aaaa", False),
-                                  ("2025", "20260101-000000-bbbb", False), ("2024J", "20250101-000000-aaaa", False)):
+    for cohort, version, warn in (
+        ("2024", "20250101-000000-aaaa", True),
+        ("2025", "20250101-000000-aaaa", False),
+        ("2025", "20260101-000000-bbbb", False),
+        ("2024J", "20250101-000000-aaaa", False),
+    ):
         d = tmp_path / cohort / "default" / version
         d.mkdir(parents=True)
         (d / "fairness.html").write_text("<p>page</p>")
-        (d / "fairness.json").write_text(json.dumps({"report": "fairness", "verdict": f"v {cohort} {version}", "warning": warn}))
+        (d / "fairness.json").write_text(
+            json.dumps({"report": "fairness", "verdict": f"v {cohort} {version}", "warning": warn})
+        )
     got = build_index(tmp_path)
     assert [(e["cohort"], e["version"]) for e in got["reports"]] == [
-        ("2025", "20260101-000000-bbbb"), ("2025", "20250101-000000-aaaa"), ("2024J", "20250101-000000-aaaa"),
-        ("2024", "20250101-000000-aaaa")]
+        ("2025", "20260101-000000-bbbb"),
+        ("2025", "20250101-000000-aaaa"),
+        ("2024J", "20250101-000000-aaaa"),
+        ("2024", "20250101-000000-aaaa"),
+    ]
     assert not got["warning"] and got["verdict"].startswith("Cohort 2025: no report raised a warning")
     (tmp_path / "2025" / "default" / "20260101-000000-bbbb" / "fairness.json").write_text(
-        json.dumps({"report": "fairness", "verdict": "gap", "warning": True}))
-    assert "1 of 2 reports needs attention before its risk scores are trusted (Fairness)" in build_index(tmp_path)["verdict"]
+        json.dumps({"report": "fairness", "verdict": "gap", "warning": True})
+    )
+    assert (
+        "1 of 2 reports needs attention before its risk scores are trusted (Fairness)"
+        in build_index(tmp_path)["verdict"]
+    )
 
 
 def test_outcomes_report_samples_a_large_cohort_and_says_so(built_reports, tmp_path):
@@ -443,14 +489,18 @@ def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, 
     assert state.name == "Warning"
     assert {r["report"] for r in state.result()} == set(REPORTS)
 
-    result = CliRunner().invoke(app, ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(DEMO_CONFIG),
-                                      "--home", str(home), "--strict"])
+    result = CliRunner().invoke(
+        app,
+        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(DEMO_CONFIG), "--home", str(home), "--strict"],
+    )
     assert result.exit_code == 3, result.output
     assert "Performance dropped" in result.output
 
     home, intake, outcomes = _copy(built_reports["clean"], tmp_path / "clean")
     state = report_flow(str(DEMO_CONFIG), str(intake), str(home), "2023", return_state=True)
     assert state.name == "Completed", state.message
-    result = CliRunner().invoke(app, ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(DEMO_CONFIG),
-                                      "--home", str(home), "--strict"])
+    result = CliRunner().invoke(
+        app,
+        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(DEMO_CONFIG), "--home", str(home), "--strict"],
+    )
     assert result.exit_code == 0, result.output

@@ -38,5 +38,7 @@ def load_table(
         if cohorts is not None and config.dataset.cohort_column in df.columns:
             df = df[df[config.dataset.cohort_column].astype(str).isin([str(c) for c in cohorts])]
     if cohorts is not None and len(df) == 0:
-        raise ContractError(f"{path}: no rows for cohort(s) {cohorts}. Check --cohort against the file's cohort column.")
+        raise ContractError(
+            f"{path}: no rows for cohort(s) {cohorts}. Check --cohort against the file's cohort column."
+        )
     return df
