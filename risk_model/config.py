@@ -181,27 +181,201 @@ class ReportConfig(_Frozen):
     )
 
 
+class PointConfig(_Frozen):
+    """A prediction point: a day from the cohort's start and the columns that become known then.
+
+    Its name is `day<day>` (so points sort by time everywhere, and the API's latest point is the
+    last one). Columns listed under `known` are features from this point on and are not used
+    by earlier points; every other feature of the contract is known from the first point.
+    """
+
+    day: int = Field(description="Days from the cohort's start; activity is windowed to days <= this.")
+    label: str = Field("", description="Plain words for advisors, e.g. 'after semester 1'.")
+    known: list[str] = Field(default=[], description="Feature columns that first become known at this point.")
+
+    @property
+    def name(self) -> str:
+        return f"day{self.day}"
+
+
 class SourceConfig(_Frozen):
     """Where the student table comes from: a ready table, or raw files a source turns into one."""
 
     kind: Literal["table", "oulad"] = "table"
     prediction_days: list[int] = Field(
         default=[],
-        description="Raw sources only: days from course start at which to predict; one model each.",
+        description="Days from course start at which to predict; one model each. Shorthand for "
+        "[[source.points]] that add no column.",
     )
+    points: list[PointConfig] = Field(
+        default=[], description="Prediction points with the columns that become known at each; one model each."
+    )
+
+    @model_validator(mode="after")
+    def _points(self) -> SourceConfig:
+        if self.prediction_days and self.points:
+            raise ValueError("give prediction_days or [[source.points]], not both")
+        days = [p.day for p in self.points] or list(self.prediction_days)
+        if len(set(days)) != len(days):
+            raise ValueError(f"prediction days must differ, got {days}")
+        if days != sorted(days):
+            raise ValueError(f"list prediction points in time order (earliest first), got days {days}")
+        return self
+
+    @property
+    def all_points(self) -> list[PointConfig]:
+        """Every prediction point, earliest first."""
+        return list(self.points) or [PointConfig(day=d) for d in self.prediction_days]
+
+
+class ResourceTypes(_Frozen):
+    """A lookup file giving each resource its activity type (OULAD's `vle.csv`: id_site -> activity_type)."""
+
+    file: str
+    resource_column: str
+    type_column: str
+
+
+class ActivityConfig(_Frozen):
+    """A learning-environment activity log: one row per student, cohort, day (or time), type and count.
+
+    Moodle, Canvas or Blackboard exports reduce to this. A relative `file` is read from the data
+    folder given on the command line (the folder itself, or the folder of the student table).
+    Features per prediction point use only rows dated on or before the point's day.
+    """
+
+    file: str = Field(description="CSV (also .csv.gz) or Parquet; relative paths resolve against the data folder.")
+    id_column: str | list[str] = Field(
+        description="Student id; several columns are joined with '-' (OULAD: code_module-id_student)."
+    )
+    cohort_column: str
+    day_column: str | None = Field(None, description="Day number from the cohort's start (negative: before it).")
+    timestamp_column: str | None = Field(None, description="A date or date-time; needs cohort_start.")
+    cohort_start: dict[str, str] = Field(default={}, description="Start date of each cohort (YYYY-MM-DD).")
+    type_column: str | None = Field(None, description="Activity type (view, forum, quiz...); or from resource_types.")
+    count_column: str | None = Field(None, description="Count per row; one per row when omitted.")
+    resource_column: str | None = Field(None, description="Resource id (page, file, site); gives distinct resources.")
+    resource_types: ResourceTypes | None = None
+    types: list[str] = Field(default=[], description="Activity types that get their own feature (activity_<type>).")
+    section_columns: list[str] = Field(
+        default=[],
+        description="Columns of the student table that, with the cohort, make a class (e.g. a module): "
+        "activity is also compared with those classmates as a percentile.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ActivityConfig:
+        if (self.day_column is None) == (self.timestamp_column is None):
+            raise ValueError("give exactly one of day_column or timestamp_column")
+        if self.timestamp_column and not self.cohort_start:
+            raise ValueError("timestamp_column needs cohort_start: the start date of each cohort")
+        if self.type_column and self.resource_types:
+            raise ValueError("give the activity type by type_column or resource_types, not both")
+        if self.resource_types and not self.resource_column:
+            raise ValueError("resource_types needs resource_column to look resources up")
+        bad = [t for t in self.types if not re.fullmatch(r"[A-Za-z0-9_]+", t)]
+        if bad:
+            raise ValueError(f"types {bad}: use letters, digits and underscores only (they become column names)")
+        if self.types and not (self.type_column or self.resource_types):
+            raise ValueError("types needs type_column or resource_types")
+        return self
+
+    @property
+    def id_columns(self) -> list[str]:
+        return [self.id_column] if isinstance(self.id_column, str) else list(self.id_column)
+
+    @property
+    def feature_labels(self) -> dict[str, str]:
+        """Every activity feature with its plain-words label, in a fixed order."""
+        labels = {
+            "activity_total": "learning-platform activity so far",
+            "activity_last7": "activity in the last 7 days",
+            "activity_last14": "activity in the last 14 days",
+            "activity_days": "days active on the learning platform",
+            "activity_trend": "activity in the last two weeks compared with earlier (log ratio of daily rates)",
+            "activity_days_since_last": "days since the last activity",
+            "activity_before_start": "activity before the start",
+            "activity_total_pct": "activity so far compared with classmates (percentile)",
+            "activity_last14_pct": "recent activity compared with classmates (percentile)",
+            "activity_days_pct": "active days compared with classmates (percentile)",
+        }
+        if self.resource_column:
+            labels["activity_resources"] = "distinct resources used so far"
+        for t in self.types:
+            labels[f"activity_{t}"] = f"{t.replace('_', ' ')} activity so far"
+        return labels
 
 
 class Config(_Frozen):
     dataset: DatasetContract
     source: SourceConfig = SourceConfig()
+    activity: ActivityConfig | None = None
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
     reports: ReportConfig = ReportConfig()
 
+    @model_validator(mode="after")
+    def _with_activity(self) -> Config:
+        """Activity features join the contract's numeric features (once), with their labels."""
+        if self.activity is None:
+            return self
+        if not self.source.all_points:
+            raise ValueError("[activity] needs prediction points: set prediction_days or [[source.points]] with a day")
+        labels = self.activity.feature_labels
+        c = self.dataset
+        add = [f for f in labels if f not in c.numeric_features]
+        if add:
+            taken = [f for f in add if f in c.features or f in c.sensitive_columns or f in c.drop_columns]
+            if taken:
+                raise ValueError(f"columns {taken} are made from [activity]: rename those columns of the table")
+            dataset = c.model_copy(
+                update={
+                    "numeric_features": [*c.numeric_features, *add],
+                    "feature_labels": {**labels, **c.feature_labels},
+                }
+            )
+            object.__setattr__(self, "dataset", dataset)
+        return self
+
+    @model_validator(mode="after")
+    def _known_are_features(self) -> Config:
+        for p in self.source.points:
+            stray = [col for col in p.known if col not in self.dataset.features]
+            if stray:
+                raise ValueError(f"[[source.points]] day {p.day}: known names {stray}, which are not features")
+        return self
+
     @property
     def points(self) -> list[str]:
-        """Prediction points: one champion model each (`default` for a ready table)."""
-        return [f"day{d}" for d in self.source.prediction_days] or ["default"]
+        """Prediction points: one champion model each (`default` when none is configured)."""
+        return [p.name for p in self.source.all_points] or ["default"]
+
+    def point(self, point: str) -> PointConfig | None:
+        """The settings of a prediction point; None for `default`."""
+        return next((p for p in self.source.all_points if p.name == point), None)
+
+    def for_point(self, point: str) -> Config:
+        """These settings with the contract's features cut to those known at `point`.
+
+        A column named under a later point's `known` is dropped from the features (kept in the
+        table): a model of an earlier point never sees it. Idempotent."""
+        names = [p.name for p in self.source.points]
+        if point not in names:
+            return self
+        later = {col for p in self.source.points[names.index(point) + 1 :] for col in p.known}
+        c = self.dataset
+        if not later & set(c.features):
+            return self
+        dataset = c.model_copy(
+            update={
+                "numeric_features": [f for f in c.numeric_features if f not in later],
+                "categorical_features": [f for f in c.categorical_features if f not in later],
+                "sensitive_as_features": [f for f in c.sensitive_as_features if f not in later],
+                "drop_columns": [*c.drop_columns, *sorted(later - set(c.sensitive_columns))],
+                "monotone": {k: v for k, v in c.monotone.items() if k not in later},
+            }
+        )
+        return self.model_copy(update={"dataset": dataset})
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,5 +1,6 @@
 """Where the student table comes from: a ready CSV/Parquet table, or raw files a source
-turns into one for a prediction point (OULAD: `prediction_days`)."""
+turns into one for a prediction point (OULAD: `prediction_days`), plus, with an `[activity]`
+section, the learning-environment activity known by the point's day."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ def load_table(
     stage: Literal["train", "score", "outcomes"] = "train",
     cohorts: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Read the student table for `point`; keep only `cohorts` when given."""
+    """Read the student table for `point` (with its activity features); keep only `cohorts` when given."""
+    settings = config.point(point)
+    day = settings.day if settings is not None else point_day(point)
     if config.source.kind == "oulad":
         from risk_model.sources.oulad import build_table
 
-        day = point_day(point)
         if day is None:
             raise ContractError(f"prediction point {point!r} is not a day: expected one of {config.points}.")
         df = build_table(Path(path), day, with_outcome=stage != "score", presentations=cohorts)
@@ -41,4 +43,13 @@ def load_table(
         raise ContractError(
             f"{path}: no rows for cohort(s) {cohorts}. Check --cohort against the file's cohort column."
         )
+    if config.activity is not None and stage != "outcomes":
+        from risk_model.sources.activity import add_activity
+
+        if day is None:
+            raise ContractError(
+                f"prediction point {point!r} has no day to window activity: use one of {config.points}."
+            )
+        c = config.dataset
+        df = add_activity(df, config.activity, path, day, id_column=c.id_column, cohort_column=c.cohort_column)
     return df

@@ -13,7 +13,8 @@ When is a fact "known by day N"? Every date here is a whole day, so the rules ar
   registration date) and not unregistered *before* day N. Someone who unregisters on day N
   is still on that day's list: they can still be warned that day, and their row carries no
   trace of the unregistration. `date_unregistration` itself is never a feature.
-Scores: a "?" score is a submission whose mark is unknown: it counts as submitted (not
+`score_pct_peers` is the mean percentile of the student's scores among everyone's known
+scores on the same assessments. Scores: a "?" score is a submission whose mark is unknown: it counts as submitted (not
 missing) but is left out of the score statistics and of `weighted_score`, where a due
 assessment not submitted counts as 0. Weights and due dates come from the published
 assessment plan; `weighted_score` uses only assessments due by day N. Where all of those
@@ -44,6 +45,7 @@ ASSESSMENT_FEATURES = [
     "score_last",
     "weighted_score",
     "score_vs_peers",
+    "score_pct_peers",
     "days_since_last_submission",
 ]
 OUTCOME = "final_result"
@@ -150,6 +152,8 @@ def _known_submissions(
     s = s.merge(assessment, on="id_assessment", how="inner").merge(recorded, on=KEY, how="inner")
     # Score relative to everyone's known scores on the same assessment: fair across easy and hard tasks.
     s["vs_peers"] = s["score"] - s.groupby("id_assessment")["score"].transform("mean")
+    # Percentile among classmates on the same assessment: survives a harder or easier paper next year.
+    s["pct_peers"] = s.groupby("id_assessment")["score"].rank(pct=True, method="average")
     return s
 
 
@@ -184,6 +188,7 @@ def _assessment_features(rows: pd.DataFrame, assessment: pd.DataFrame, known: pd
         score_min=("score", "min"),
         score_last=("score", "last"),
         score_vs_peers=("vs_peers", "mean"),
+        score_pct_peers=("pct_peers", "mean"),
         weighted_sum=("due_scored_weight", "sum"),
         unscored_weight=("due_unscored_weight", "sum"),
         last_date=("own_date", "max"),
