@@ -89,7 +89,7 @@ class TrainResult:
     summary: dict = field(default_factory=dict)  # headline numbers and the verdict
     reference: pd.DataFrame | None = None
     fingerprint: str = ""
-    backtest_predictions: pd.DataFrame | None = None  # cohort, y and each model's p, for paired comparisons
+    backtest_predictions: pd.DataFrame | None = None  # id, cohort, y and each model's p, for paired comparisons
 
 
 def _base_params(t: TrainingConfig, c: DatasetContract, n_rows: int) -> dict:
@@ -239,6 +239,7 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
             parts.append(
                 pd.DataFrame(
                     {
+                        "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
                         "cohort": cohorts[te],
                         "y": y[te],
                         "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),
