@@ -65,13 +65,15 @@ def score_on_dask_flow(
     out = []
     for point in config.points:
         df = validate_task(config, intake_path, "score", point, [cohort] if cohort else None)
-        bundle = Registry(settings.registry_dir).load(point=point, contract=config.dataset)
+        bundle = Registry(settings.registry_dir).load(point=point, contract=config.for_point(point).dataset)
         registry_dir = str(settings.registry_dir.resolve())
         futures = [
-            score_partition_task.submit(registry_dir, point, bundle.version, config, part, factors)
+            score_partition_task.submit(registry_dir, point, bundle.version, config.for_point(point), part, factors)
             for part in partition.split(df, partitions)
         ]
-        result = partition.combine(bundle, df, config.dataset, config.scoring, [f.result() for f in futures])
+        result = partition.combine(
+            bundle, df, config.for_point(point).dataset, config.scoring, [f.result() for f in futures]
+        )
         out.append(save_task(settings, result))
     return out
 

@@ -62,7 +62,7 @@ def score_task(settings: Settings, config: Config, df, point: str, factors: bool
 
 @task(name="intake-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on_io)
 def intake_report_task(settings: Settings, config: Config, df, point: str) -> dict:
-    return build.intake_report(settings, config, df, point=point)
+    return build.intake_report(settings, config.for_point(point), df, point=point)
 
 
 @task(name="record-outcomes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -77,19 +77,19 @@ def has_outcomes_task(settings: Settings, cohort: str) -> bool:
 
 @task(name="outcomes-report", cache_policy=NO_CACHE)
 def outcomes_report_task(settings: Settings, config: Config, cohort: str, point: str) -> dict:
-    return build.outcomes_report(settings, config, cohort, point=point)
+    return build.outcomes_report(settings, config.for_point(point), cohort, point=point)
 
 
 @task(name="generalization-report", cache_policy=NO_CACHE)
 def generalization_report_task(
     settings: Settings, config: Config, cohort: str, point: str, outcomes: dict | None
 ) -> dict:
-    return build.generalization_report(settings, config, cohort, point=point, outcomes=outcomes)
+    return build.generalization_report(settings, config.for_point(point), cohort, point=point, outcomes=outcomes)
 
 
 @task(name="fairness-report", cache_policy=NO_CACHE)
 def fairness_report_task(settings: Settings, config: Config, df, point: str) -> dict:
-    return build.fairness_report(settings, config, df, point=point)
+    return build.fairness_report(settings, config.for_point(point), df, point=point)
 
 
 @task(name="index", cache_policy=NO_CACHE)

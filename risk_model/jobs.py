@@ -32,7 +32,8 @@ def prepare(
     point: str = "default",
     cohorts: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Load the table for a prediction point and validate it against the contract."""
+    """Load the table for a prediction point and validate it against the contract (as known at that point)."""
+    config = config.for_point(point)
     df = load_table(config, path, point=point, stage=stage, cohorts=cohorts)
     return validate(df, config.dataset, stage=stage, source=str(path))
 
@@ -47,6 +48,7 @@ def train_and_register(
     progress: Progress = log.info,
 ) -> dict:
     """Train on validated past cohorts, save a new version, promote it if it is at least as good."""
+    config = config.for_point(point)
     result = train(df, config, progress=progress)
     registry = Registry(settings.registry_dir)
     version = registry.save(result, config, point=point)
@@ -74,6 +76,7 @@ def score_and_store(
     progress: Progress = log.info,
 ) -> dict:
     """Score a validated intake with the champion, replace its scores in the store, export CSV."""
+    config = config.for_point(point)
     bundle = Registry(settings.registry_dir).load(point=point, contract=config.dataset)
     result = score(bundle, df, config.dataset, config.scoring, factors=factors, progress=progress)
     return store_scores(settings, result, progress=progress)
