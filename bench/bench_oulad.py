@@ -194,7 +194,7 @@ def main() -> None:
                 better = "ref_lr" if auc["ref_lr"] >= auc["ref_lgb"] else "ref_lgb"
                 d = paired_auc_difference(y, both.lightgbm.to_numpy(), both[better].to_numpy(), n_boot=1000)
                 promised = r.metrics["promised"][cohort]["roc_auc"]
-                family = r.metrics.get("family_by_cohort", {}).get(cohort, r.summary.get("family", "lightgbm"))
+                family = r.summary["family_by_cohort"].get(cohort, "?")
                 ok = d["value"] > 0
                 if cohort == "2014B":
                     wins.append(ok)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from risk_model.config import Config, DatasetContract
 from risk_model.evaluate import mean_over_cohorts
+from risk_model.linear import LinearPart
 from risk_model.train import Calibrator, TrainResult
 
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy")
@@ -57,6 +58,12 @@ class Bundle:
     @property
     def fill(self) -> dict[str, float]:
         return self.metadata.get("missing_fill", {})  # versions saved before it existed: none
+
+    @property
+    def linear(self) -> tuple[LinearPart | None, float]:
+        """The linear part blended with LightGBM and LightGBM's weight; (None, 1.0) for trees alone."""
+        lin = self.metadata.get("linear")
+        return (LinearPart.from_dict(lin), float(lin["blend"])) if lin else (None, 1.0)
 
     def reference(self) -> pd.DataFrame:
         return pd.read_parquet(self.path / "reference.parquet")
@@ -153,6 +160,8 @@ class Registry:
             "cv_folds": m.cv_folds,
             "search": m.search,
             "calibrator": {"method": m.calibrator.method, "params": m.calibrator.params},
+            "family": m.family,
+            "linear": {"blend": m.blend, **m.linear.to_dict()} if m.linear is not None else None,
             "training_cohorts": result.training_cohorts,
             "n_training_rows": int(len(m.oof)),
             "top_k_percent": config.training.top_k_percent,

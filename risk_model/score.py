@@ -19,6 +19,7 @@ from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.features import build_features, fill_unlearned
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
+from risk_model.train import blend_raw
 
 log = logging.getLogger(__name__)
 CHUNK = 20_000
@@ -89,7 +90,7 @@ def probabilities(
     X = fill_unlearned(shown, bundle.fill)
     threads = 1 if len(X) < CHUNK else 0  # OpenMP start-up costs more than it saves on small inputs
     raw = bundle.booster.predict(X, raw_score=True, num_threads=threads)
-    p = bundle.calibrator(raw)
+    p = bundle.calibrator(blend_raw(raw, shown, *bundle.linear))
     factor_lists: list = [[] for _ in range(len(X))]
     if factors and s.n_factors:
         factor_lists = []

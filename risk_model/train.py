@@ -25,6 +25,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -32,6 +33,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from risk_model import evaluate
 from risk_model.config import Config, DatasetContract, TrainingConfig
 from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill
+from risk_model.linear import LinearPart
 from risk_model.schema import at_risk
 from risk_model.splits import ForwardCohortSplit, cohort_folds
 
@@ -74,9 +76,50 @@ class FittedModel:
     search: list[dict]
     oof: pd.DataFrame  # cohort, y, p (calibrated, out of fold)
     fill: dict[str, float] = field(default_factory=dict)  # features.missing_fill
+    linear: LinearPart | None = None  # blended in when cohort-grouped CV says so
+    blend: float = 1.0  # weight of LightGBM's log-odds; the linear part has 1 - blend
+    family: str = "lightgbm"
+    family_why: str = ""
+
+    def raw(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated log-odds: LightGBM's, or its blend with the linear part."""
+        raw = self.booster.predict(fill_unlearned(X, self.fill), raw_score=True)
+        return blend_raw(raw, X, self.linear, self.blend)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibrator(self.booster.predict(fill_unlearned(X, self.fill), raw_score=True))
+        return self.calibrator(self.raw(X))
+
+
+BLENDS = (1.0, 0.5)  # LightGBM alone, or an even average of its log-odds with the linear model's
+
+
+def blend_raw(raw: np.ndarray, X: pd.DataFrame, linear: LinearPart | None, weight: float) -> np.ndarray:
+    """LightGBM's log-odds, averaged with the linear part's when there is one."""
+    return raw if linear is None or weight >= 1.0 else weight * raw + (1 - weight) * linear.logit(X)
+
+
+def _fold_auc(y: np.ndarray, score: np.ndarray, folds: list) -> float:
+    """Mean AUC over held-out folds (each a whole cohort when there are several): ranks within a cohort."""
+    return float(np.mean([roc_auc_score(y[te], score[te]) for _, te in folds]))
+
+
+def _choose_family(
+    X: pd.DataFrame, y: np.ndarray, folds: list, raw: np.ndarray, c: DatasetContract
+) -> tuple[float, np.ndarray, str]:
+    """LightGBM alone or blended with a linear model: whichever ranks held-out cohorts better in CV.
+
+    The linear part is fitted per fold like the trees, so both are judged out of fold. Ties go
+    to LightGBM alone (its explanations are exact then)."""
+    lin = np.empty(len(y))
+    for tr, te in folds:
+        lin[te] = LinearPart.fit(X.iloc[tr], y[tr], c.numeric_features, c.categorical, monotone=c.monotone).logit(
+            X.iloc[te]
+        )
+    scores = {w: _fold_auc(y, raw if w >= 1 else w * raw + (1 - w) * lin, folds) for w in BLENDS}
+    best = max(BLENDS, key=lambda w: (round(scores[w], 4), w))
+    chosen = raw if best >= 1 else best * raw + (1 - best) * lin
+    words = ", ".join(f"{'lightgbm' if w >= 1 else f'blend {w:.2f}'} {a:.4f}" for w, a in scores.items())
+    return best, chosen, f"cohort-grouped CV AUC: {words}"
 
 
 @dataclass
@@ -155,10 +198,27 @@ def select_and_fit(
     for booster, (train_idx, test_idx) in zip(cvbooster.boosters, folds, strict=True):
         held_out = fill_unlearned(X.iloc[test_idx], missing_fill(X.iloc[train_idx], c))
         raw[test_idx] = booster.predict(held_out, raw_score=True, num_iteration=n_trees)
+    weight, raw, why = _choose_family(X, y, folds, raw, c)
     calibrator = Calibrator.fit(raw, y, t.calibration)
     final = lgb.train(params, data, num_boost_round=n_trees)
     oof = pd.DataFrame({"cohort": cohorts, "y": y, "p": calibrator(raw)})
-    return FittedModel(final, calibrator, levels, params, n_trees, fold_kind, search, oof, missing_fill(X, c))
+    linear = LinearPart.fit(X, y, c.numeric_features, c.categorical, monotone=c.monotone) if weight < 1 else None
+    family = "lightgbm" if weight >= 1 else f"lightgbm+logistic blend ({weight:.2f}/{1 - weight:.2f} of log-odds)"
+    return FittedModel(
+        final,
+        calibrator,
+        levels,
+        params,
+        n_trees,
+        fold_kind,
+        search,
+        oof,
+        missing_fill(X, c),
+        linear,
+        weight,
+        family,
+        why,
+    )
 
 
 def _logistic():
@@ -228,6 +288,7 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
         metrics["cv"][name] = evaluate.metrics_by_cohort(cohorts, y, oof, k)
 
     backtest_predictions = None
+    families: dict[str, str] = {}  # the family each backtest model chose, by the cohort it then predicted
     if len(order) >= 2:
         parts = []
         splitter = ForwardCohortSplit(order=c.cohort_key)
@@ -242,19 +303,23 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
                         "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
                         "cohort": cohorts[te],
                         "y": y[te],
-                        "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),
+                        "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),  # the product
                         "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
                         "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
                     }
                 )
             )
             metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
+            families[test_cohort] = fitted.family
         backtest_predictions = pd.concat(parts, ignore_index=True)
         g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
         for name in ("lightgbm", "base_rate", "logistic"):
             metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, backtest_predictions[name].to_numpy(), k)
 
     summary = summarize(metrics, t)
+    summary["family"], summary["family_why"] = model.family, model.family_why
+    summary["family_by_cohort"] = families
+    summary["headline"] += f" Model family: {model.family} ({model.family_why})."
     progress(summary["headline"])
     return TrainResult(
         model=model,

@@ -1,0 +1,103 @@
+"""A plain logistic model stored as numbers (JSON), to blend with LightGBM.
+
+With few past cohorts a linear model often transfers to the next one as well as trees do,
+and an average of the two log-odds is steadier than either (the forward backtest on OULAD
+shows it). `train.select_and_fit` decides by cohort-grouped CV whether to blend; this module
+only fits and applies the linear part. Its preprocessing is learned on training data and
+kept as numbers, never pickled: numeric features are imputed with the training median (plus
+a missing flag), long-tailed counts are put on an asinh scale, everything is standardized and
+clipped at 5 SD; categories seen at least `min_count` times get a one-hot column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+
+@dataclass(frozen=True)
+class LinearPart:
+    """Coefficients and preprocessing of a logistic model over the contract's features."""
+
+    numeric: dict[str, dict]  # feature -> {median, asinh, mean, scale, coef, missing_coef}
+    categorical: dict[str, dict[str, float]]  # feature -> {level: coef}
+    intercept: float
+
+    def logit(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds of each row of a `features.build_features` frame."""
+        z = np.full(len(X), self.intercept)
+        for col, p in self.numeric.items():
+            x = X[col].to_numpy(dtype="float64")
+            missing = np.isnan(x)
+            z += p["coef"] * _scaled(np.where(missing, p["median"], x), p) + p["missing_coef"] * missing
+        for col, coefs in self.categorical.items():
+            z += X[col].astype(object).map(coefs).fillna(0.0).to_numpy(dtype="float64")
+        return z
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LinearPart:
+        return cls(d["numeric"], d["categorical"], float(d["intercept"]))
+
+    @classmethod
+    def fit(
+        cls,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        numeric: list[str],
+        categorical: list[str],
+        *,
+        monotone: dict[str, int] | None = None,
+        min_count: int = 20,
+    ) -> LinearPart:
+        """Fit on a `build_features` frame; C=0.5 as the project's logistic baseline.
+
+        A `monotone` feature (1: more never lowers risk, -1: never raises it) whose fitted slope
+        goes the other way is left out and the model refitted, so the blend keeps the promise."""
+        monotone, dropped = monotone or {}, set()
+        while True:
+            part = cls._fit(X, y, [f for f in numeric if f not in dropped], categorical, min_count)
+            wrong = {f for f, sign in monotone.items() if f in part.numeric and part.numeric[f]["coef"] * sign < 0}
+            if not wrong:
+                return part
+            dropped |= wrong
+
+    @classmethod
+    def _fit(cls, X: pd.DataFrame, y: np.ndarray, numeric: list[str], categorical: list[str], min_count: int):
+        prep: dict[str, dict] = {}
+        columns = []
+        for col in numeric:
+            x = X[col].to_numpy(dtype="float64")
+            missing = np.isnan(x)
+            median = float(np.nanmedian(x)) if (~missing).any() else 0.0
+            filled = np.where(missing, median, x)
+            long_tail = bool(filled.min() >= 0 and pd.Series(filled).skew() > 2)
+            p = {"median": median, "asinh": long_tail, "mean": 0.0, "scale": 1.0}
+            t = np.arcsinh(filled) if long_tail else filled
+            p["mean"], p["scale"] = float(t.mean()), float(t.std() or 1.0)
+            prep[col] = p
+            columns += [_scaled(filled, p), missing.astype(float)]
+        levels: dict[str, list[str]] = {}
+        for col in categorical:
+            counts = X[col].astype(object).value_counts()
+            levels[col] = [str(v) for v in counts.index[counts >= min_count]]
+            values = X[col].astype(object).to_numpy()
+            columns += [(values == lv).astype(float) for lv in levels[col]]
+        design = np.column_stack(columns) if columns else np.zeros((len(X), 0))
+        model = LogisticRegression(max_iter=2000, C=0.5).fit(design, y)
+        coef = iter(model.coef_[0])
+        numeric_out = {}
+        for col in numeric:
+            numeric_out[col] = {**prep[col], "coef": float(next(coef)), "missing_coef": float(next(coef))}
+        categorical_out = {col: {lv: float(next(coef)) for lv in levels[col]} for col in categorical}
+        return cls(numeric_out, categorical_out, float(model.intercept_[0]))
+
+
+def _scaled(x: np.ndarray, p: dict) -> np.ndarray:
+    t = np.arcsinh(x) if p["asinh"] else x
+    return np.clip((t - p["mean"]) / p["scale"], -5, 5)
