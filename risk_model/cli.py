@@ -129,6 +129,7 @@ def demo(
     d.history.to_csv(paths["history"], index=False)
     d.intake.to_csv(paths["intake"], index=False)
     d.outcomes.to_csv(paths["outcomes"], index=False)
+    d.activity.to_parquet(data_dir / "activity.parquet", index=False)  # read by examples/demo_activity.toml
     typer.echo(
         f"Demo data: {len(d.history)} past students ({d.history.cohort.nunique()} cohorts), "
         f"{len(d.intake)} new students in {cohort}, in {data_dir}"

@@ -14,6 +14,12 @@ Access-course and mature (25+) entrants doubles. The mechanism itself is unchang
 a model that generalizes keeps its ranking quality while the base rate rises.
 `mechanism_shift` > 0 additionally changes the mechanism in the new intake (engagement
 stops protecting, an unrecorded factor appears): the planted performance drop.
+
+`activity` is a learning-platform log of the same students (one row per student, day, type
+and resource, with a count), days -7 to 84 of the term, driven by the same latent engagement:
+engaged students log in on more days and do more per visit; students who go on to withdraw
+stop at some day, those who go on to fail fade. It is drawn from its own random stream, so
+the student tables are the same with or without it. `examples/demo_activity.toml` reads it.
 """
 
 from __future__ import annotations
@@ -32,11 +38,39 @@ class DemoData:
     history: pd.DataFrame  # past cohorts with outcomes
     intake: pd.DataFrame  # the new intake, no outcome
     outcomes: pd.DataFrame  # the new intake's real outcomes, known a year later
+    activity: pd.DataFrame | None = None  # learning-platform log of every cohort (student_id, cohort, day, ...)
+
+
+ACTIVITY_TYPES = ["view", "forum", "quiz", "assignment"]
+
+
+def _activity(seed: int, year: int, df: pd.DataFrame, engagement: np.ndarray) -> pd.DataFrame:
+    """A daily activity log for one cohort, driven by latent engagement and the coming outcome."""
+    rng = np.random.default_rng([seed, year])
+    n, days = len(df), np.arange(-7, 85)
+    outcome = df["outcome"].to_numpy()
+    stop = np.where(outcome == "withdrawn", rng.integers(7, 140, n), 10_000)
+    fade = np.where(outcome == "fail", 1 / 45, 0.0)
+    rate = np.exp(-0.4 + 0.6 * engagement)[:, None] * np.exp(-fade[:, None] * np.maximum(days, 0)[None, :])
+    rate = rate * np.where(days < 0, 0.3, 1.0)[None, :]
+    active = (rng.random((n, len(days))) < 1 - np.exp(-rate)) & (days[None, :] < stop[:, None])
+    student, day = np.nonzero(active)
+    visits = len(student)
+    return pd.DataFrame(
+        {
+            "student_id": df["student_id"].to_numpy()[student],
+            "cohort": df["cohort"].to_numpy()[student],
+            "day": days[day],
+            "activity_type": rng.choice(ACTIVITY_TYPES, visits, p=[0.6, 0.15, 0.15, 0.1]),
+            "resource": rng.integers(1, 60, visits),
+            "count": 1 + rng.poisson(np.exp(0.8 + 0.3 * engagement[student])),
+        }
+    )
 
 
 def _cohort(
-    rng: np.random.Generator, year: int, n: int, admissions_change: bool, mechanism_shift: float
-) -> pd.DataFrame:
+    rng: np.random.Generator, year: int, n: int, admissions_change: bool, mechanism_shift: float, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     q_p = np.array([0.55, 0.2, 0.1, 0.1, 0.05])
     age_p = np.array([0.75, 0.15, 0.10])
     if admissions_change:
@@ -85,7 +119,7 @@ def _cohort(
     good = np.where(rng.random(n) < 0.25 + 0.1 * (ability > 1), "distinction", "pass")
     bad = np.where(rng.random(n) < 0.55, "fail", "withdrawn")
     ids = 10_000_000 + rng.choice(90_000_000, n, replace=False)
-    return pd.DataFrame(
+    df = pd.DataFrame(
         {
             "student_id": [f"S{year % 100:02d}{i}" for i in ids],
             "cohort": str(year),
@@ -104,6 +138,7 @@ def _cohort(
             "outcome": np.where(at_risk, bad, good),
         }
     )
+    return df, _activity(seed, year, df, engagement_latent)
 
 
 def make_demo(
@@ -119,11 +154,12 @@ def make_demo(
     if n_past < 1 or n_per_cohort < 10:
         raise ValueError(f"need n_past >= 1 and n_per_cohort >= 10, got n_past={n_past}, n_per_cohort={n_per_cohort}")
     rng = np.random.default_rng(seed)
-    past = [_cohort(rng, first_year + i, n_per_cohort, False, 0.0) for i in range(n_past)]
-    new = _cohort(rng, first_year + n_past, n_per_cohort, drift, mechanism_shift)
-    history = pd.concat(past, ignore_index=True)
+    past = [_cohort(rng, first_year + i, n_per_cohort, False, 0.0, seed) for i in range(n_past)]
+    new, new_activity = _cohort(rng, first_year + n_past, n_per_cohort, drift, mechanism_shift, seed)
+    history = pd.concat([p[0] for p in past], ignore_index=True)
     return DemoData(
         history=history,
         intake=new.drop(columns=["outcome"]),
         outcomes=new[["student_id", "cohort", "outcome"]],
+        activity=pd.concat([*(p[1] for p in past), new_activity], ignore_index=True),
     )
