@@ -10,8 +10,8 @@ from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from cli.main import app
 from risk_model import store
-from risk_model.cli import app
 from risk_model.config import Settings
 from risk_model.demo import make_demo
 from risk_model.registry import Registry

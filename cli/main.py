@@ -274,7 +274,7 @@ def deploy(
     """Register the yearly job (and train, score, report) as scheduled deployments on the Prefect server
     at PREFECT_API_URL. Run it again after changing a setting: deployments are updated in place."""
     _env()
-    from risk_model.config import DeploySettings
+    from flows.settings import DeploySettings
 
     given = {
         "config_path": config,
@@ -319,7 +319,8 @@ def worker(
     """Start a Prefect worker that runs the deployed flows (`prefect worker start --type process`)."""
     _env()
     from flows.deploy import exec_worker
-    from risk_model.config import DeploySettings, Settings
+    from flows.settings import DeploySettings
+    from risk_model.config import Settings
 
     exec_worker(pool or DeploySettings().work_pool, home or Settings().home, limit, healthcheck)
 
@@ -343,7 +344,7 @@ def keys_create(
     home: HomeOpt = None,
 ) -> None:
     """Create a key. It is printed once and stored only as a hash: keep it in the tool's secrets."""
-    from risk_model import keys
+    from api import keys
 
     try:
         key, secret = keys.create_key(_key_store(home), name=name, scope=scope)
@@ -355,7 +356,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(home: HomeOpt = None) -> None:
     """List keys (never the keys themselves)."""
-    from risk_model import keys
+    from api import keys
 
     for k in keys.list_keys(_key_store(home)):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
@@ -367,7 +368,7 @@ def keys_revoke(
     key_id: Annotated[int, typer.Argument(help="The key's id (see `keys list`).")], home: HomeOpt = None
 ) -> None:
     """Revoke a key: the API refuses it within api_key_cache_seconds (default 10 s)."""
-    from risk_model import keys
+    from api import keys
 
     try:
         k = keys.revoke_key(_key_store(home), key_id)
@@ -388,14 +389,14 @@ def serve(
     """Serve the advising API (scores over HTTP, OpenAPI at /docs) with uvicorn."""
     import uvicorn
 
-    from risk_model.config import Settings
+    from api.settings import ApiSettings
 
     if home:
         os.environ["STUDENT_RISK_HOME"] = str(home)  # the worker processes read their settings from the environment
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # concurrency comes from requests; no OpenMP oversubscription
-    settings = Settings()
+    settings = ApiSettings()
     uvicorn.run(
-        "risk_model.api:app_from_env",
+        "api.app:app_from_env",
         factory=True,
         host=host or settings.api_host,
         port=port or settings.api_port,
