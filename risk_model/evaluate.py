@@ -58,6 +58,15 @@ def metrics(y: np.ndarray, p: np.ndarray, k_percent: float) -> dict[str, float]:
     }
 
 
+def auc_standard_error(auc: float, n_pos: float, n_neg: float) -> float:
+    """Hanley & McNeil (1982) standard error of a ROC AUC measured on n_pos positives and n_neg negatives."""
+    if not (n_pos > 0 and n_neg > 0) or math.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
+
+
 def metrics_by_cohort(cohort: np.ndarray, y: np.ndarray, p: np.ndarray, k_percent: float) -> dict[str, dict]:
     """`metrics` for each cohort and for all rows together (key "all")."""
     frame = pd.DataFrame({"c": np.asarray(cohort).astype(str), "y": y, "p": p})

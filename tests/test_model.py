@@ -100,6 +100,20 @@ def test_expected_calibration_error_by_hand():
     assert evaluate.expected_calibration_error(y, np.where(y == 1, 1.0, 0.0), n_bins=4) == 0.0
 
 
+def test_expected_auc_of_an_intake_with_covariate_shift_only(demo_training, demo_config):
+    """The intake is drawn from another mix of students (the planted admissions change) by the same
+    mechanism: estimated from its probabilities alone, its AUC is within 0.02 of the AUC its outcomes give."""
+    from risk_model.estimate import expected_roc_auc
+    from risk_model.features import build_features
+
+    _, r = demo_training
+    d = make_demo(n_per_cohort=1500, n_past=6, seed=3)  # the same history, so the intake it was trained for
+    intake = validate(d.intake, demo_config.dataset, stage="score")
+    p = r.model.predict(build_features(intake, demo_config.dataset, r.model.levels))
+    y = d.outcomes.outcome.isin(demo_config.dataset.at_risk_values).to_numpy()
+    assert expected_roc_auc(p) == pytest.approx(evaluate.metrics(y, p, 10)["roc_auc"], abs=0.02)
+
+
 def test_more_missed_assessments_never_lowers_risk(demo_training, demo_config):
     df, r = demo_training
     from risk_model.features import build_features
