@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_limits
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,9 @@ class LinearPart:
             values = X[col].astype(object).to_numpy()
             columns += [(values == lv).astype(float) for lv in levels[col]]
         design = np.column_stack(columns) if columns else np.zeros((len(X), 0))
-        model = LogisticRegression(max_iter=2000, C=0.5).fit(design, y)
+        # One BLAS thread: on a busy 2-core machine OpenBLAS's threads made this fit 15-30x slower.
+        with threadpool_limits(1, user_api="blas"):
+            model = LogisticRegression(max_iter=2000, C=0.5).fit(design, y)
         coef = iter(model.coef_[0])
         numeric_out = {}
         for col in numeric:
