@@ -264,3 +264,38 @@ def test_oulad_clicks_after_day_n_change_nothing(tmp_path: Path) -> None:
     assert full.loc[full.code_module == "AAA", "activity_total"].gt(0).mean() > 0.8
     pd.testing.assert_frame_equal(full, known)
     validate(full, config.dataset, stage="train")
+
+
+def test_one_runtime_folder_trains_and_scores_every_point(tmp_path: Path) -> None:
+    """A plain table with two points: one home, a champion per point, each scored with its own features."""
+    from risk_model import jobs
+    from risk_model.config import Settings
+    from risk_model.registry import Registry
+    from tests.conftest import fast
+
+    rng = np.random.default_rng(3)
+    students = pd.concat([_students(400, seed=s).assign(cohort=str(2020 + s)) for s in range(3)], ignore_index=True)
+    students["student_id"] = [f"S{i}" for i in range(len(students))]
+    students["outcome"] = np.where(students.sem1_gpa + rng.normal(0, 0.3, len(students)) < 2.9, "fail", "pass")
+    history, intake = students[students.cohort != "2022"], students[students.cohort == "2022"]
+    history.to_csv(tmp_path / "history.csv", index=False)
+    intake.drop(columns=["outcome"]).to_csv(tmp_path / "intake.csv", index=False)
+    _log(students).to_csv(tmp_path / "activity.csv.gz", index=False)
+    config = fast(_config(points='[[source.points]]\nday = 0\n[[source.points]]\nday = 120\nknown = ["sem1_gpa"]'))
+    settings = Settings(home=tmp_path / "runtime")
+    for point in config.points:
+        df = jobs.prepare(config, tmp_path / "history.csv", stage="train", point=point)
+        jobs.train_and_register(settings, config, df, point=point, progress=lambda _: None)
+        scored = jobs.score_and_store(
+            settings,
+            config,
+            jobs.prepare(config, tmp_path / "intake.csv", stage="score", point=point),
+            point=point,
+            factors=False,
+            progress=lambda _: None,
+        )
+        assert scored["n_students"] == len(intake)
+    registry = Registry(settings.registry_dir)
+    assert registry.points() == ["day0", "day120"]
+    early, late = (registry.load(point=p).features for p in ["day0", "day120"])
+    assert "sem1_gpa" not in early and "sem1_gpa" in late and "activity_total" in early
