@@ -45,7 +45,7 @@ for d in DAYS:
 """,
     "duckdb": """
 import duckdb
-con = duckdb.connect(config={"threads": 2})
+con = duckdb.connect(config={"threads": 2, "enable_progress_bar": False})
 con.execute(f"CREATE TABLE v AS SELECT * FROM read_csv('{F}')")
 read = time.perf_counter() - t0
 for d in DAYS:
@@ -96,6 +96,7 @@ def main() -> None:
         run(name, clicks)
     import duckdb
 
+    duckdb.execute("SET enable_progress_bar = false")
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "studentVle.csv.gz"
         duckdb.execute(
