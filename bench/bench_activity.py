@@ -45,7 +45,8 @@ for d in DAYS:
 """,
     "duckdb": """
 import duckdb
-con = duckdb.connect(config={"threads": 2, "enable_progress_bar": False})
+con = duckdb.connect(config={"threads": 2})
+con.execute("SET enable_progress_bar = false")
 con.execute(f"CREATE TABLE v AS SELECT * FROM read_csv('{F}')")
 read = time.perf_counter() - t0
 for d in DAYS:

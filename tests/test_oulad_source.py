@@ -21,7 +21,12 @@ KEY = ["code_module", "code_presentation", "id_student"]
 
 @pytest.fixture(scope="module")
 def contract():
-    return load_config(REPO / "examples" / "oulad.toml").dataset
+    """The OULAD contract without its click features: these tests build tables from the student files only
+    (clicks: tests/test_activity.py)."""
+    config = load_config(REPO / "examples" / "oulad.toml")
+    clicks = set(config.activity.feature_labels)
+    c = config.dataset
+    return c.model_copy(update={"numeric_features": [f for f in c.numeric_features if f not in clicks]})
 
 
 # --- raw files in OULAD's format -------------------------------------------------------------------

@@ -73,7 +73,8 @@ class ActivityLog:
                 "the data folder given on the command line; put the file there or give an absolute path."
             )
         self.cfg, self.path = cfg, path
-        self.con = duckdb.connect(config={"threads": 2, "enable_progress_bar": False})
+        self.con = duckdb.connect(config={"threads": 2})
+        self.con.execute("SET enable_progress_bar = false")
         src = _relation(path)
         try:
             columns = [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
