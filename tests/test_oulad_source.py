@@ -402,8 +402,9 @@ def test_real_oulad(contract, tmp_path: Path) -> None:
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real OULAD files not at {REAL}")
 def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: Path) -> None:
     """What the README shows a user run on OULAD, with the shipped contract: train on 2013B + 2013J,
-    score and report 2014B, one champion per prediction day. Day 0 has no assessment due, so a
-    feature is empty on both sides: the drift report names it instead of failing."""
+    score and report 2014B, one champion per prediction day, clicks included. Day 0 has no assessment
+    due (and no click trend yet), so those features are empty on both sides: the drift report names
+    them instead of failing."""
     import re
 
     from prefect.testing.utilities import prefect_test_harness
@@ -441,6 +442,7 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
         assert len(rows) == n_students and rows["student_id"].is_unique
         (version,) = [p for p in (home / "reports" / "2014B" / f"day{day}").iterdir()]
         drift = json.loads((version / "intake_drift.json").read_text())
-        assert drift["not_compared"] == (["weighted_score"] if day == 0 else [])
+        # day 0: nothing due yet, and no two weeks of clicks to compare with earlier ones (activity_trend)
+        assert drift["not_compared"] == (["weighted_score", "activity_trend"] if day == 0 else [])
         assert {"fairness", "generalization"} <= {p.stem for p in version.glob("*.html")}
     assert (home / "reports" / "index.html").exists()
