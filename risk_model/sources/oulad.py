@@ -104,12 +104,24 @@ def build_table(
     return out
 
 
+_CACHE: dict[tuple, dict[str, pd.DataFrame]] = {}
+
+
 def _read(data_dir: Path) -> dict[str, pd.DataFrame]:
+    """The raw files, read once per process and file version: every prediction day reuses them."""
     missing = [f"{name}.csv" for name in _FILES if not (data_dir / f"{name}.csv").exists()]
     if missing:
         raise FileNotFoundError(
             f"{data_dir}: missing OULAD file(s) {missing}. Point data_dir at the folder holding the raw OULAD CSVs."
         )
+    key = tuple((str((data_dir / f"{n}.csv").resolve()), (data_dir / f"{n}.csv").stat().st_mtime_ns) for n in _FILES)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = _read_files(data_dir)
+    return {name: frame.copy(deep=False) for name, frame in _CACHE[key].items()}
+
+
+def _read_files(data_dir: Path) -> dict[str, pd.DataFrame]:
     text = {"code_module": str, "code_presentation": str}
     return {
         "studentInfo": pd.read_csv(data_dir / "studentInfo.csv", dtype={**text, "id_student": "int64"}),
