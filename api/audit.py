@@ -38,7 +38,8 @@ class AuditWriter:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
         self.retry_seconds = retry_seconds
-        self._writer = _nowait_engine(engine) if self.sqlite else engine
+        on_disk = self.sqlite and engine.url.database not in (None, "", ":memory:")
+        self._writer = _nowait_engine(engine) if on_disk else engine  # (an in-memory store is one connection)
         self._queue: deque[tuple[Table, list[dict]]] = deque()
         self._write_lock = threading.Lock()  # one writer connection at a time
         self._wake = threading.Condition()
