@@ -10,8 +10,8 @@ the previous one serving (`api/champions.py`). Nothing here logs a request's hea
 """
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -33,7 +33,7 @@ __all__ = ["app_from_env", "create_app", "decode_cursor", "encode_cursor"]
 log = logging.getLogger(__name__)
 
 
-def lifespan_for(settings: ApiSettings):
+def lifespan_for(settings: ApiSettings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """Open the store, the champions and the audit writer for the app's lifetime."""
 
     @asynccontextmanager

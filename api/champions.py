@@ -1,8 +1,9 @@
 """The champion models the API serves, swapped in without a restart.
 
 Each prediction point's `champion.json` is stat-ed at most every `ttl` seconds (a cheap
-syscall); a changed pointer loads the new bundle, and a bundle that fails to load leaves
-the old one serving. Metadata of any version (labels of stored scores) is cached for good:
+syscall); a changed pointer loads the new bundle, once: one that fails to load (a damaged
+model.txt is refused before LightGBM, which would abort the process, reads it) is logged,
+remembered with its reason for /ready, and leaves the old one serving. Metadata of any version (labels of stored scores) is cached for good:
 versions never change.
 """
 

@@ -1,6 +1,6 @@
 """Scored cohorts and their students, a page at a time."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -22,7 +22,7 @@ def latest_point(api: ApiState, cohort: str) -> str:
     return max(points, key=lambda p: (point_key(p), p))
 
 
-def cohort_page(api: ApiState, key_id: int, cohort: str, point: str | None, limit: int, **filters) -> CohortPage:
+def cohort_page(api: ApiState, key_id: int, cohort: str, point: str | None, limit: int, **filters: Any) -> CohortPage:
     """One page of a cohort's students, highest risk first, and the cursor of the next one."""
     point = point or latest_point(api, cohort)
     rows = lookups.cohort_page(api.engine, api.audit, cohort, point, key_id=key_id, limit=limit, **filters)
