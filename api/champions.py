@@ -149,9 +149,11 @@ LOAD_ERRORS = (RegistryError, OSError, ValueError, KeyError, TypeError, lgb.basi
 def check_model_file(path: Path) -> None:
     """Refuse a damaged model.txt before LightGBM reads it: LightGBM aborts the whole process
     (SIGABRT, not an exception) on a truncated file. The sha256 in metadata.json is checked when
-    the version records one (`model_sha256`); a file cut short is refused either way."""
+    the version records one (`checksums`, as `Registry.save` writes them on branch `safety`; its
+    `Registry.load` checks them too once merged); a file cut short is refused either way."""
     data = (path / "model.txt").read_bytes()
-    expected = json.loads((path / "metadata.json").read_text()).get("model_sha256")
+    checksums = json.loads((path / "metadata.json").read_text()).get("checksums") or {}
+    expected = checksums.get("model.txt") if isinstance(checksums, dict) else None
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise RegistryError(f"model.txt of {path.name} does not match the sha256 in its metadata.json.")
     last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]

@@ -115,7 +115,7 @@ def test_damaged_new_champion_leaves_the_old_one_serving(api, caplog):  # noqa: 
 def test_model_file_that_fails_its_checksum_is_not_loaded(api):  # noqa: F811
     def wrong_checksum(version_dir) -> None:
         md = json.loads((version_dir / "metadata.json").read_text())
-        (version_dir / "metadata.json").write_text(json.dumps({**md, "model_sha256": "0" * 64}))
+        (version_dir / "metadata.json").write_text(json.dumps({**md, "checksums": {"model.txt": "0" * 64}}))
 
     new = new_version(Registry(api.settings.registry_dir), "29991231-235959-checksum", wrong_checksum)
     reason = api.client.get("/ready").json()["not_loaded"]["default"]["reason"]
