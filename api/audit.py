@@ -108,8 +108,11 @@ class AuditWriter:
             self._closed = True
             self._wake.notify()
         self._thread.join(timeout=30)
-        if self._queue:
+        try:
             self.flush(wait_seconds=60.0 if self.sqlite else None)
+        except Exception as exc:  # the store is gone: say how much is lost, do not fail the shutdown
+            lost = sum(len(rows) for _, rows in self._queue)
+            log.error("Audit: %d queued row(s) could not be written at shutdown (%s)", lost, type(exc).__name__)
         if self.dropped:
             log.warning("Audit: %d refused-key rows were not recorded (queue full)", self.dropped)
         if self._writer is not self.engine:

@@ -35,7 +35,7 @@ def cohort_page(api: ApiState, key_id: int, cohort: str, point: str | None, limi
 
 def router(max_page_size: int) -> APIRouter:
     """The cohorts router; pages hold at most `max_page_size` students."""
-    cohorts_router = APIRouter(prefix="/v1/cohorts", route_class=KeyFirstRoute)
+    cohorts_router = APIRouter(prefix="/v1/cohorts", tags=["cohorts"], route_class=KeyFirstRoute)
     Limit = Annotated[int, Query(ge=1, le=max_page_size)]
 
     @cohorts_router.get("", response_model=CohortList, responses=AUTH)

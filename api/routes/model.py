@@ -9,7 +9,7 @@ from api.models import ModelInfo
 from api.routes.params import PointQuery
 from risk_model import store
 
-router = APIRouter(prefix="/v1", route_class=KeyFirstRoute)
+router = APIRouter(prefix="/v1", tags=["model"], route_class=KeyFirstRoute)
 
 
 @router.get("/model", response_model=ModelInfo, responses=problems(404) | AUTH)

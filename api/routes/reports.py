@@ -9,7 +9,7 @@ from api.deps import KeyFirstRoute, ReadKey, State
 from api.errors import AUTH
 from api.models import ReportIndex
 
-router = APIRouter(prefix="/v1", route_class=KeyFirstRoute)
+router = APIRouter(prefix="/v1", tags=["reports"], route_class=KeyFirstRoute)
 
 
 @router.get("/reports", response_model=ReportIndex, responses=AUTH)

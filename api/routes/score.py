@@ -15,7 +15,7 @@ Factors = Annotated[bool, Query(description="Compute each record's top factors (
 
 def router(max_records: int) -> APIRouter:
     """The score router; a request holds at most `max_records` records."""
-    score_router = APIRouter(prefix="/v1", route_class=KeyFirstRoute)
+    score_router = APIRouter(prefix="/v1", tags=["score"], route_class=KeyFirstRoute)
     ScoreRequest = score_request(max_records)
 
     @score_router.post("/score", response_model=ScoreResponse, responses=problems(400, 404, 413, 503) | AUTH)

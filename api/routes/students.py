@@ -9,7 +9,7 @@ from api.errors import AUTH, problems
 from api.models import StudentRisk
 from api.routes.params import CohortQuery, PointQuery, StudentId
 
-router = APIRouter(prefix="/v1/students", route_class=KeyFirstRoute)
+router = APIRouter(prefix="/v1/students", tags=["students"], route_class=KeyFirstRoute)
 
 
 @router.get("/{student_id}/risk", response_model=StudentRisk, responses=problems(404) | AUTH)
