@@ -24,12 +24,14 @@ from risk_model.registry import Bundle
 
 
 def factors(stored: list[dict], labels: dict[str, str]) -> list[Factor]:
-    """Stored top factors in plain words, without their values."""
+    """Stored top factors in the words made when the student was scored (label, the student's value, a
+    typical value, the direction: `risk_model.explain`); scores stored before those words existed get
+    the label and direction only."""
     return [
         Factor(
             feature=f["feature"],
             direction=f["direction"],
-            label=f"{labels.get(f['feature'], f['feature'].replace('_', ' '))} {f['direction']} risk",
+            label=f.get("text") or f"{labels.get(f['feature'], f['feature'].replace('_', ' '))} {f['direction']} risk",
         )
         for f in stored
     ]

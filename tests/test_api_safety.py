@@ -264,9 +264,9 @@ def _lookup_audited(api: Api, sid: str) -> bool:  # noqa: F811
     return any(r["student_id"] == sid and r["action"] == "risk" for r in audit_rows(api.engine))
 
 
+# SQLite only: PostgreSQL writes the audit row in the lookup's own statement, and has no file lock
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_sqlite_lookup_does_not_wait_for_a_writer_and_is_audited_after(api):  # noqa: F811
-    if api.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL writes the audit row in the lookup's own statement")
     sid = api.world.scores.student_id.iloc[5]
     writer = _hold_write_lock(api)
     try:
