@@ -148,7 +148,7 @@ class Registry:
             "point": point,
             "created_at": now.isoformat(),
             "contract": _contract_part(config.dataset),
-            "features": list(m.booster.feature_name()),
+            "features": list(config.dataset.features),  # as written; LightGBM's own names differ (features.py)
             "category_levels": m.levels,
             "missing_fill": m.fill,
             "feature_labels": {f: config.dataset.label(f) for f in config.dataset.features},

@@ -204,20 +204,26 @@ def _check_columns(df: pd.DataFrame, c: DatasetContract, stage: Stage, problems:
     missing = [col for col in required if col not in cols]
     extra = [col for col in cols if col not in known and col != c.outcome_column]
     if missing:
-        hints = []
-        for col in missing:
-            near = _near(col, extra)
-            if near is not None:
-                hints.append(
-                    f"for {col!r} did you mean {near!r}? (rename it in the file, or write it so in the settings file)"
+        near = {col: _near(col, extra) for col in missing}
+        hints = [f"for {col!r} did you mean {n!r}?" for col, n in near.items() if n is not None]
+        others = [col for col, n in near.items() if n is None]
+        if hints:
+            text = (
+                f"missing column(s) {missing}. The file's header has near matches: {'; '.join(hints)} "
+                "Write each name in the settings file exactly as in the header (or rename the header)."
+            )
+            if others:
+                text += (
+                    f" The settings file also expects {others}: add them to the file, or remove them from the "
+                    "settings file's dataset section."
                 )
-        hint = (" " + "; ".join(hints) + ".") if hints else ""
-        problems.append(
-            f"missing column(s) {missing}.{hint} The settings file expects them; "
-            "add them to the file, or remove them from the settings file's dataset section."
-        )
-        matched = {_near(col, extra) for col in missing}
-        extra = [col for col in extra if col not in matched]
+        else:
+            text = (
+                f"missing column(s) {missing}. The settings file expects them; "
+                "add them to the file, or remove them from the settings file's dataset section."
+            )
+        problems.append(text)
+        extra = [col for col in extra if col not in set(near.values())]
     if stage == "score" and c.outcome_column in cols:
         problems.append(
             f"column {c.outcome_column!r} (the outcome) is present in an intake to score. "
@@ -292,15 +298,13 @@ def _shape_notes(out: pd.DataFrame, c: DatasetContract, present: set[str]) -> li
             continue
         v = out[col].dropna().astype(str)
         numbers = pd.to_numeric(v, errors="coerce")
-        if v.nunique() > 20 and numbers.notna().all():
-            where = (
-                "numeric_features (it stays in sensitive_as_features)"
-                if col in c.sensitive_columns
-                else "numeric_features"
-            )
+        sensitive = col in c.sensitive_columns
+        if v.nunique() > (20 if sensitive else 60) and numbers.notna().all():
+            where = "numeric_features too (it stays in sensitive_as_features)" if sensitive else "numeric_features"
             notes.append(
                 f"column {col!r} is read as categories but holds {v.nunique()} distinct numbers: the model gets one "
-                f"category per value. If it is a quantity (an age, a grade), list it under {where}."
+                f"category per value{' and fairness reports one group per value' if sensitive else ''}. If it is a "
+                f"quantity (an age, a grade), list it under {where}."
             )
     return notes
 
