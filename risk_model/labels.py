@@ -9,6 +9,7 @@ keeps the number.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -16,6 +17,16 @@ import pandas as pd
 from risk_model.config import DatasetContract
 
 MISSING = "missing"
+
+
+def display_name(name: str) -> str:
+    """A column name as written, made visible for a page: unchanged when plain (`Mother's qualification`,
+    `Année`); quoted with escapes when it has a tab, a line break or spaces at its ends
+    (`"Daytime/evening attendance\\t"`), so a reader sees what the file's header holds."""
+    text = str(name)
+    if text.isprintable() and text == text.strip():
+        return text
+    return json.dumps(text, ensure_ascii=False)
 
 
 def code_text(value: object) -> str | None:

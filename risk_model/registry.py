@@ -29,6 +29,7 @@ import pandas as pd
 from risk_model.calibration import Calibrator
 from risk_model.config import Config, DatasetContract
 from risk_model.evaluate import mean_over_cohorts
+from risk_model.labels import display_name
 
 if TYPE_CHECKING:
     from risk_model.train import TrainResult
@@ -274,8 +275,8 @@ an advisor's judgement; it does not decide anything about a student.
 prediction point `{md["point"]}`. LightGBM, {md["n_trees"]} trees, calibrated with {md["calibrator"]["method"]}
 on out-of-fold predictions. Hyperparameters chosen by {md["cv_folds"]}.
 
-**Features:** {", ".join(md["features"])}.
-Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(md["contract"]["sensitive_columns"]) or "none"}.
+**Features:** {", ".join(map(display_name, md["features"]))}.
+Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(map(display_name, md["contract"]["sensitive_columns"])) or "none"}.
 
 **How well it generalizes.** {s["headline"]}
 
