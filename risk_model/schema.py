@@ -248,17 +248,18 @@ def _check_cohorts(
     """Cohorts are names of folders and files later: printable, short; 2025.0 is read as 2025."""
     col = c.cohort_column
     cohorts = out[col]
-    floats = cohorts.notna() & cohorts.astype(str).str.fullmatch(_FLOAT_INT.pattern)
+    text = pd.Series(["" if pd.isna(v) else str(v) for v in cohorts], index=cohorts.index, dtype=object)
+    floats = text.map(lambda v: bool(_FLOAT_INT.match(v)))
     if floats.any():
-        seen = sorted(cohorts[floats].unique())[:_SHOW]
-        out.loc[floats, col] = cohorts[floats].str.replace(r"\.0+$", "", regex=True).str.lstrip("+")
+        seen = sorted(text[floats].unique())[:_SHOW]
+        out.loc[floats, col] = text[floats].str.replace(r"\.0+$", "", regex=True).str.lstrip("+")
         notes.append(
             f"column {col!r} writes cohort(s) {seen} as decimals at {_rows(out, floats, source)}; read as whole "
             "numbers (2025.0 is cohort 2025). Export the column as text or whole numbers to silence this."
         )
         cohorts = out[col]
-    text = cohorts.astype(str)
-    bad = cohorts.notna() & (~text.map(str.isprintable) | (text.str.len() > COHORT_MAX_LENGTH))
+        text = pd.Series(["" if pd.isna(v) else str(v) for v in cohorts], index=cohorts.index, dtype=object)
+    bad = cohorts.notna() & text.map(lambda v: not v.isprintable() or len(v) > COHORT_MAX_LENGTH)
     if bad.any():
         values = [v if len(v) <= 40 else v[:37] + "..." for v in sorted(text[bad].unique())[:_SHOW]]
         problems.append(

@@ -55,7 +55,7 @@ def test_csv_dialects_are_detected(tmp_path, sep, encoding):
 
 
 def test_detect_helpers():
-    assert detect_encoding("Année".encode("utf-8")) == "utf-8"
+    assert detect_encoding("Année".encode()) == "utf-8"
     assert detect_encoding(b"\xef\xbb\xbfid") == "utf-8-sig"
     assert detect_encoding("Année".encode("latin-1")) == "cp1252"
     assert detect_delimiter("a;b;c\n1;2;3\n") == ";"
@@ -82,7 +82,9 @@ def test_compressed_excel_and_parquet(tmp_path):
     sheet = read_table(xlsx, sheet="Students")
     assert list(sheet.columns) == HEADER
     assert sheet["Année"].tolist() == ["2025", "2025", "2024"]  # Excel numbers as the text a CSV would have
-    with pytest.raises(ContractError, match=r"export.xlsx: no sheet 'Cohorts'; the workbook has \['About', 'Students'\]"):
+    with pytest.raises(
+        ContractError, match=r"export.xlsx: no sheet 'Cohorts'; the workbook has \['About', 'Students'\]"
+    ):
         read_table(xlsx, sheet="Cohorts")
 
 
@@ -91,7 +93,9 @@ def test_zip_with_two_files_and_unknown_type(tmp_path):
     with zipfile.ZipFile(zipped, "w") as zf:
         zf.writestr("a.csv", "x\n1\n")
         zf.writestr("b.csv", "x\n2\n")
-    with pytest.raises(ContractError, match=r"two.zip: the zip holds 2 files \['a.csv', 'b.csv'\]; it must hold exactly one"):
+    with pytest.raises(
+        ContractError, match=r"two.zip: the zip holds 2 files \['a.csv', 'b.csv'\]; it must hold exactly one"
+    ):
         read_table(zipped)
     odd = tmp_path / "export.sav"
     odd.write_text("x")
@@ -109,7 +113,7 @@ def test_semicolon_file_read_as_one_column_names_the_delimiter_fix(tmp_path):
     with pytest.raises(ContractError) as err:
         validate(df, contract, stage="train", source=str(path))
     assert str(err.value) == (
-        f'{path}: the whole header was read as one column ("Student ID;Daytime/evening attendance\\t;Mother\'s '
+        f"{path}: the whole header was read as one column (\"Student ID;Daytime/evening attendance\\t;Mother's "
         'qualifica..."): the file is semicolon-separated but was read with another delimiter. Set delimiter '
         '= ";" in the [dataset] section of the settings file, or remove the delimiter key to let it be detected.'
     )
