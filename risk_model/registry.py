@@ -153,6 +153,7 @@ class Registry:
             "category_levels": m.levels,
             "missing_fill": m.fill,
             "feature_labels": {f: config.dataset.label(f) for f in config.dataset.features},
+            "value_labels": config.dataset.value_labels,  # words for coded values: factor texts (score.describer)
             "params": {k: v for k, v in m.params.items()},
             "n_trees": m.n_trees,
             "cv_folds": m.cv_folds,
