@@ -129,3 +129,13 @@ def test_encoding_set_in_contract_is_used_and_a_wrong_one_explained(tmp_path):
     assert "Année" in df.columns
     with pytest.raises(ContractError, match=r"export.csv: not utf-8 text \(byte \d+\). Fix `encoding` in \[dataset\]"):
         load_table(Config(dataset=_contract(encoding="utf-8")), path)
+
+
+def test_cohort_filter_reads_decimal_years_as_validation_does(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Student ID;Année;Daytime/evening attendance\t;Mother's qualification;Target\na;2025.0;1;2;Dropout\n"
+        "b;2024;1;2;Dropout\nc;2025;0;2;Graduate\n"
+    )
+    df = load_table(Config(dataset=_contract()), path, cohorts=["2025"])
+    assert df["Student ID"].tolist() == ["a", "c"]

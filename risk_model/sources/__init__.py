@@ -37,7 +37,10 @@ def load_table(
         d = config.dataset
         df = read_table(path, delimiter=d.delimiter, encoding=d.encoding, sheet=d.sheet)
         if cohorts is not None and config.dataset.cohort_column in df.columns:
-            df = df[df[config.dataset.cohort_column].astype(str).isin([str(c) for c in cohorts])]
+            # as validation will read them: 2025.0 is cohort 2025
+            values = df[config.dataset.cohort_column].astype(str).str.strip()
+            values = values.str.replace(r"^\+?(-?\d+)\.0+$", r"\1", regex=True)
+            df = df[values.isin([str(c) for c in cohorts])]
     if cohorts is not None and len(df) == 0:
         raise ContractError(
             f"{path}: no rows for cohort(s) {cohorts}. Check --cohort against the file's cohort column."
