@@ -16,7 +16,7 @@ from cli.main import app
 from risk_model import jobs
 from risk_model.config import Settings, load_config
 from risk_model.onboard import draft_contract, toml_string
-from tests.conftest import REPO, fast
+from tests.conftest import REPO
 from tests.owndata_export import TAB_COLUMN, make_export, write_export
 
 
@@ -135,8 +135,19 @@ def test_init_and_check_do_not_start_prefect(export, drafted):
     assert out.stdout.strip() == "[]"
 
 
-def test_own_export_onboarded_trained_and_scored(export, drafted, tmp_path):
-    """init -> decide the TODOs -> check -> train -> score -> outcomes, with every friction in the export."""
+FAST_TRAINING = """
+[training]
+max_trees = 300
+early_stopping_rounds = 20
+learning_rate = 0.1
+reference_sample = 2000
+param_grid = [{num_leaves = 4, min_data_in_leaf = 40, lambda_l2 = 5.0}]
+"""
+
+
+def test_own_export_onboarded_trained_scored_and_reported(export, drafted, tmp_path):
+    """init -> decide the TODOs -> check -> train -> score -> report -> outcomes, through the CLI, with every
+    friction of the export at once (no Prefect server configured: the CLI runs the steps directly)."""
     decided = tmp_path / "decided.toml"
     decided.write_text(
         drafted.read_text(encoding="utf-8")
@@ -145,34 +156,44 @@ def test_own_export_onboarded_trained_and_scored(export, drafted, tmp_path):
         .replace(
             '# [dataset.value_labels."Gender"]\n# "0" = "..."\n# "1" = "..."',
             '[dataset.value_labels."Gender"]\n"0" = "female"\n"1" = "male"',
-        ),
+        )
+        + FAST_TRAINING,
         encoding="utf-8",
     )
-    res = CliRunner().invoke(app, ["check", str(export["history"]), "-c", str(decided)])
+    runner, home = CliRunner(), tmp_path / "runtime"
+    res = runner.invoke(app, ["check", str(export["history"]), "-c", str(decided)])
     assert res.exit_code == 0 and "OK: 1200 rows" in res.output, res.output
-
-    config = fast(load_config(decided))
-    c = config.dataset
+    c = load_config(decided).dataset
     assert "Age at enrollment" in c.numeric_features and "Age at enrollment" not in c.categorical
-    settings = Settings(home=tmp_path / "runtime")
-    history = jobs.prepare(config, export["history"], stage="train")
-    trained = jobs.train_and_register(settings, config, history, progress=lambda _: None)
-    md = json.loads((Path(trained["model_dir"]) / "metadata.json").read_text())
+
+    res = runner.invoke(app, ["train", str(export["history"]), "-c", str(decided), "--home", str(home)])
+    assert res.exit_code == 0, res.output
+    model_dir = next((home / "models" / "default" / "versions").iterdir())
+    md = json.loads((model_dir / "metadata.json").read_text())
     assert md["features"] == c.features  # names as written, not LightGBM's Mother's_qualification
     assert "Mother's qualification" in md["features"] and TAB_COLUMN in md["features"]
-    assert md["contract"]["numeric_features"][0] == "Age at enrollment"
-    card = (Path(trained["model_dir"]) / "model_card.md").read_text()
+    assert md["contract"]["numeric_features"][0] == "Age at enrollment"  # a numeric sensitive feature
+    assert md["value_labels"] == {"Gender": {"0": "female", "1": "male"}}
+    card = (model_dir / "model_card.md").read_text()
     assert "Mother's qualification" in card and "Mother's_qualification" not in card
     assert '"Daytime/evening attendance\\t"' in card and "\t" not in card
     assert "Taux de chômage (%)" in card and "Curricular units 1st sem (credited)" in card
 
-    intake = jobs.prepare(config, export["intake"], stage="score")
-    scored = jobs.score_and_store(settings, config, intake, progress=lambda _: None)
-    assert scored["cohorts"] == ["2024", "2025"] and scored["n_students"] == 300
-    export_csv = pd.read_csv(scored["export"])
+    res = runner.invoke(app, ["score", str(export["intake"]), "-c", str(decided), "--home", str(home)])
+    assert res.exit_code == 0, res.output
+    assert "scored 300 students of 2024, 2025" in res.output  # two cohorts in one intake
+    export_csv = pd.read_csv(next((home / "exports").glob("scores-2024-2025-default.csv")))
     named = {f.rsplit(" (", 1)[0] for f in export_csv["factor_1"]}
-    assert named <= set(c.features) and named  # factors use the contract's names
+    assert named and named <= set(c.features)  # factors use the contract's names
 
+    res = runner.invoke(
+        app, ["report", str(export["intake"]), "-c", str(decided), "--home", str(home), "--cohort", "2025"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (home / "reports" / "2025" / "default" / model_dir.name / "fairness.html").exists()
+
+    settings = Settings(home=home)
+    config = load_config(decided)
     outcomes = make_export([2024, 2025], 150, seed=4, with_outcome=True)[["Student ID", "Year of entry", "Target"]]
     outcomes_path = write_export(outcomes, tmp_path / "outcomes.csv")
     recorded = jobs.record_outcomes(settings, config, jobs.prepare(config, outcomes_path, stage="outcomes"))
