@@ -63,11 +63,13 @@ def _fail(exc: Exception) -> None:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
+    """The library's own errors, each with a message that names the file or store and the fix."""
     from risk_model.config import ConfigError
     from risk_model.registry import RegistryError
     from risk_model.schema import ContractError
+    from risk_model.store import StoreError
 
-    return (ContractError, ConfigError, RegistryError, ValueError, FileNotFoundError)
+    return (ContractError, ConfigError, RegistryError, StoreError, ValueError, FileNotFoundError)
 
 
 def _print_training(results: list[dict]) -> None:
@@ -82,9 +84,11 @@ def _print_scoring(results: list[dict]) -> None:
     for r in results:
         t = r["tiers"]
         typer.echo(
-            f"\n[{r['point']}] scored {r['n_students']} students of {', '.join(r['cohorts'])}: "
-            f"{t['high']} high, {t['medium']} medium, {t['low']} low risk"
+            f"\n[{r['point']}] scored {r['n_scored']} students of {', '.join(r['cohorts'])}; "
+            f"the cohort now has {r['n_students']}: {t['high']} high, {t['medium']} medium, {t['low']} low risk"
         )
+        for line in r["stored"]:
+            typer.echo(f"  stored:   {line}")
         if r["n_unseen_category_values"]:
             typer.echo(f"  unseen categories (scored as unknown): {json.dumps(r['unseen_categories'])}")
         typer.echo(f"  scores:   {r['store']} (table `scores`)\n  export:   {r['export']}")
@@ -117,8 +121,9 @@ def demo(
     from risk_model.demo import make_demo
 
     settings = Settings(home=home) if home else Settings()
-    data_dir = settings.home / "demo"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from risk_model.private import private_dir
+
+    data_dir = private_dir(settings.home / "demo")
     d = make_demo(n_per_cohort=students, seed=seed)
     cohort = d.intake.cohort.iloc[0]
     paths = {
@@ -185,15 +190,54 @@ def score(
     home: HomeOpt = None,
     cohort: CohortOpt = None,
     factors: Annotated[bool, typer.Option(help="Compute each student's top contributing factors.")] = True,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="The file has only some of a stored cohort's students: update those, keep the others, "
+            "re-rank and re-tier the whole cohort.",
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Replace the cohort's stored scores with this file's students only (others deleted)."
+        ),
+    ] = False,
 ) -> None:
-    """Score a new intake with the champion model and store the scores for advising tools."""
+    """Score a new intake with the champion model and store the scores for advising tools.
+
+    A file lacking some students of a cohort already scored is refused unless --merge or --replace."""
+    if merge and replace:
+        _fail(ValueError("--merge and --replace exclude each other: choose one."))
+    partial = "merge" if merge else "replace" if replace else "refuse"
     _env()
     from flows.pipeline import score_flow
 
     try:
-        _print_scoring(score_flow(str(config), str(data), _home(home), cohort, factors))
+        _print_scoring(score_flow(str(config), str(data), _home(home), cohort, factors, partial))
     except _known_errors() as exc:
         _fail(exc)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version (a folder name under models/POINT/versions).")],
+    home: HomeOpt = None,
+    point: Annotated[str, typer.Option(help="Prediction point.")] = "default",
+) -> None:
+    """Make a saved model version champion (forced), e.g. when the champion's files are damaged.
+
+    The version is loaded and its checksums verified first: a damaged version is refused."""
+    from risk_model.config import Settings
+    from risk_model.registry import Registry
+
+    settings = Settings(home=home) if home else Settings()
+    try:
+        _, why = Registry(settings.registry_dir).promote(version, point=point, force=True)
+    except _known_errors() as exc:
+        _fail(exc)
+    typer.echo(f"{version} is now champion of point {point} ({why}).")
 
 
 @app.command()
@@ -334,7 +378,11 @@ def _key_store(home: Path | None):
     from risk_model.config import Settings
 
     settings = Settings(home=home) if home else Settings()
-    return store.connect(settings.resolved_store_url)
+    try:
+        with store.store_errors(settings.resolved_store_url):
+            return store.connect(settings.resolved_store_url)
+    except store.StoreError as exc:
+        _fail(exc)
 
 
 @keys_app.command("create")

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from reports import build
-from risk_model import jobs
+from risk_model import jobs, store
 from risk_model.config import Config, Settings, load_config
 
 
@@ -45,6 +45,18 @@ def _retry_on_io(task, task_run, state) -> bool:
     return False
 
 
+def _retry_transient(task, task_run, state) -> bool:
+    """Retry when the store dropped the connection or a transient I/O error hit; never a refusal
+    (a partial cohort, an unscored cohort, a damaged model), which fails the same way again."""
+    try:
+        state.result()
+    except store.StoreError as exc:
+        return exc.transient
+    except Exception:
+        return _retry_on_io(task, task_run, state)
+    return False
+
+
 @task(name="validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on_io)
 def validate_task(config: Config, path: str, stage: str, point: str, cohorts: list[str] | None):
     return jobs.prepare(config, path, stage=stage, point=point, cohorts=cohorts)
@@ -55,9 +67,11 @@ def train_task(settings: Settings, config: Config, df, point: str, force: bool) 
     return jobs.train_and_register(settings, config, df, point=point, force=force, progress=_log())
 
 
-@task(name="score-and-store", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def score_task(settings: Settings, config: Config, df, point: str, factors: bool) -> dict:
-    return jobs.score_and_store(settings, config, df, point=point, factors=factors, progress=_log())
+@task(
+    name="score-and-store", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_transient
+)
+def score_task(settings: Settings, config: Config, df, point: str, factors: bool, partial: str = "refuse") -> dict:
+    return jobs.score_and_store(settings, config, df, point=point, factors=factors, partial=partial, progress=_log())
 
 
 @task(name="intake-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on_io)
@@ -65,7 +79,9 @@ def intake_report_task(settings: Settings, config: Config, df, point: str) -> di
     return build.intake_report(settings, config, df, point=point)
 
 
-@task(name="record-outcomes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+@task(
+    name="record-outcomes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5, retry_condition_fn=_retry_transient
+)
 def record_outcomes_task(settings: Settings, config: Config, df) -> dict:
     return jobs.record_outcomes(settings, config, df)
 
@@ -169,15 +185,21 @@ def train_flow(
 
 @flow(name="score")
 def score_flow(
-    config_path: str, intake_path: str, home: str | None = None, cohort: str | None = None, factors: bool = True
+    config_path: str,
+    intake_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
+    factors: bool = True,
+    partial: str = "refuse",
 ) -> list[dict]:
-    """Score a new intake with each point's champion and store the scores."""
+    """Score a new intake with each point's champion and store the scores. When the store holds students
+    of the cohort the file lacks, `partial` says what to do: "refuse" (default), "merge" or "replace"."""
     config, settings = _setup(config_path, home)
     cohorts = [cohort] if cohort else None
     out = []
     for point in config.points:
         df = validate_task(config, intake_path, "score", point, cohorts)
-        out.append(score_task(settings, config, df, point, factors))
+        out.append(score_task(settings, config, df, point, factors, partial))
     create_table_artifact(
         key="scoring-summary",
         table=[
@@ -186,6 +208,7 @@ def score_flow(
                 "students": s["n_students"],
                 **s["tiers"],
                 "unseen_categories": s["n_unseen_category_values"],
+                "stored": "; ".join(s["stored"]),
             }
             for s in out
         ],

@@ -93,9 +93,8 @@ def validate(
 
     dup = out.duplicated([c.cohort_column, c.id_column], keep=False)
     if dup.any():
-        ids = out.loc[dup, c.id_column].unique()[:_SHOW].tolist()
-        raise ContractError(
-            f"{source}: column {c.id_column!r} repeats student(s) {ids} within a cohort at {_rows(out, dup, source)}. "
+        raise ContractError(  # line numbers only: student ids do not go into logs
+            f"{source}: column {c.id_column!r} repeats student(s) within a cohort at {_rows(out, dup, source)}. "
             "Each student appears once per cohort: remove the duplicate rows."
         )
 

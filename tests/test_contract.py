@@ -64,9 +64,14 @@ def test_unknown_cohort(tmp_path, demo_config, small_demo):
 
 def test_duplicate_student_in_cohort(tmp_path, demo_config, small_demo):
     df = pd.concat([small_demo.history, small_demo.history.iloc[[5]]], ignore_index=True)
-    sid = small_demo.history.student_id.iloc[5]
     _check(
-        tmp_path, df, demo_config.dataset, "train", f"repeats student(s) ['{sid}']", "line 7", "remove the duplicate"
+        tmp_path,
+        df,
+        demo_config.dataset,
+        "train",
+        "repeats student(s) within a cohort",
+        "line 7",
+        "remove the duplicate",
     )
 
 
