@@ -492,7 +492,7 @@ def export_csv(frame: pd.DataFrame, path) -> None:
     tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, FILE_MODE)
     with os.fdopen(fd, "w", newline="") as fh:
-        out.to_csv(fh, index=False)
+        out.to_csv(fh, index=False, lineterminator="\r\n")  # RFC 4180: a cell with a bare CR is quoted
     os.chmod(tmp, FILE_MODE)  # an older .tmp left by a crash keeps its mode through O_TRUNC
     os.replace(tmp, path)
 
