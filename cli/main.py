@@ -51,6 +51,23 @@ def _env() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    import prefect.main  # noqa: F401  (configures Prefect's loggers; the filter goes on after)
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTracebackForKnownErrors) for f in logger.filters):
+            logger.addFilter(_NoTracebackForKnownErrors())
+
+
+class _NoTracebackForKnownErrors(logging.Filter):
+    """Prefect logs a failed run's traceback. The library's own errors say what and how to fix in their
+    message, which the CLI prints once as `Error: ...`: their log records keep the message, not the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _known_errors()):
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def _home(home: Path | None) -> str | None:

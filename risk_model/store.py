@@ -59,7 +59,7 @@ from sqlalchemy import (
     select,
     table,
 )
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from risk_model.private import FILE_MODE, private_file
 
@@ -247,6 +247,11 @@ def store_errors(url: str) -> Iterator[None]:
     """Raise a database error in the block as `StoreError` (store named, reason, fix; no parameters)."""
     try:
         yield
+    except ArgumentError as exc:  # an unparsable URL or an unknown database kind
+        raise StoreError(
+            f"Score store URL {url.split('@')[-1]!r} cannot be used ({exc}). Fix STUDENT_RISK_STORE_URL, e.g. "
+            "postgresql+psycopg://user@host:5432/db, or unset it to use the SQLite file in the runtime folder."
+        ) from None
     except DBAPIError as exc:
         transient = isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
         fix = (

@@ -305,6 +305,16 @@ def test_duplicate_student_error_shows_lines_not_ids(demo_config, small_demo, tm
     _no_id_in(str(err.value), [small_demo.history.student_id.iloc[5]])
 
 
+def test_unusable_store_url_is_one_store_error():
+    with pytest.raises(store.StoreError) as err, store.opened("nosuch://user:secret@db/x"):
+        pass
+    assert str(err.value) == (
+        "Score store URL 'db/x' cannot be used (Can't load plugin: sqlalchemy.dialects:nosuch). Fix "
+        "STUDENT_RISK_STORE_URL, e.g. postgresql+psycopg://user@host:5432/db, or unset it to use the SQLite file "
+        "in the runtime folder."
+    )
+
+
 # --- 4. outcomes of a cohort never scored ------------------------------------------------
 
 
@@ -329,6 +339,7 @@ def test_outcomes_for_an_unscored_cohort_write_nothing(trained_home, tmp_path, d
 
 @pytest.fixture(scope="module")
 def harness():
+    import prefect.main  # noqa: F401  Prefect's console logging set up here, not on a CliRunner stream it outlives
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
