@@ -373,10 +373,18 @@ CONFIG = str(REPO / "examples" / "demo.toml")
 
 
 @pytest.mark.slow
-def test_cli_store_unreachable(harness, cli_home):
+@pytest.mark.parametrize("runner", ["direct", "prefect"])
+def test_cli_store_unreachable(request, cli_home, runner):
+    """Both ways the CLI runs a job: plain calls, and the Prefect flow when a server is configured."""
     settings, intake = cli_home
     url = "postgresql+psycopg://postgres@127.0.0.1:1/test"
-    res = _cli(["score", str(intake), "-c", CONFIG, "--home", str(settings.home)], {"STUDENT_RISK_STORE_URL": url})
+    env = {"STUDENT_RISK_STORE_URL": url}
+    if runner == "prefect":
+        from prefect.settings import PREFECT_API_URL
+
+        request.getfixturevalue("harness")
+        env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    res = _cli(["score", str(intake), "-c", CONFIG, "--home", str(settings.home)], env)
     line = _one_error_line(res)
     assert line.startswith(f"Error: Score store {url} failed (OperationalError: ")
     assert line.endswith(
@@ -386,7 +394,7 @@ def test_cli_store_unreachable(harness, cli_home):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["empty_model", "champion_not_json", "no_metadata"])
-def test_cli_damaged_registry(harness, cli_home, damage):
+def test_cli_damaged_registry(cli_home, damage):
     settings, intake = cli_home
     folder = _version_dir(settings)
     expected = {
@@ -406,7 +414,7 @@ def test_cli_damaged_registry(harness, cli_home, damage):
 
 
 @pytest.mark.slow
-def test_cli_partial_intake_refused_then_merged(harness, cli_home, trained_home, tmp_path):
+def test_cli_partial_intake_refused_then_merged(cli_home, trained_home, tmp_path):
     settings, _ = cli_home
     part = tmp_path / "part.csv"
     _partial(trained_home).to_csv(part, index=False)
@@ -426,7 +434,7 @@ def test_cli_partial_intake_refused_then_merged(harness, cli_home, trained_home,
 
 
 @pytest.mark.slow
-def test_cli_outcomes_for_unscored_cohort(harness, cli_home, tmp_path):
+def test_cli_outcomes_for_unscored_cohort(cli_home, tmp_path):
     settings, _ = cli_home
     path = tmp_path / "outcomes.csv"
     make_demo(n_per_cohort=50, n_past=1, seed=2).outcomes.assign(cohort="2031").to_csv(path, index=False)
@@ -462,7 +470,8 @@ def _processes_with(marker: str) -> list[int]:
 
 @pytest.mark.slow
 def test_cli_truncated_model_in_a_real_process_exits_2_and_leaves_no_server(cli_home, tmp_path):
-    """As a user runs it: LightGBM used to abort (exit 134, ~85 Fatal lines) and orphan Prefect's server."""
+    """As a user runs it: LightGBM used to abort (exit 134, ~85 Fatal lines) and orphan Prefect's server.
+    (Without PREFECT_API_URL the CLI now runs the steps directly; no Prefect process may be left either way.)"""
     settings, intake = cli_home
     model = _version_dir(settings) / "model.txt"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
