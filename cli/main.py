@@ -67,6 +67,27 @@ def _options(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _quiet_known_errors_in_prefect_logs() -> None:
+    """Prefect logs a failed run's traceback; for the library's own errors, keep only the message."""
+    import prefect.main  # noqa: F401  (configures Prefect's loggers; the filter goes on after)
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTracebackForKnownErrors) for f in logger.filters):
+            logger.addFilter(_NoTracebackForKnownErrors())
+
+
+class _NoTracebackForKnownErrors(logging.Filter):
+    """Prefect logs a failed run's traceback. The library's own errors say what and how to fix in their
+    message, which the CLI prints once as `Error: ...`: their log records keep the message, not the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _known_errors()):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _orchestrated() -> bool:
     """Runs go through the Prefect flows only when PREFECT_API_URL names a server that records them."""
     return bool(os.environ.get("PREFECT_API_URL"))
@@ -81,6 +102,7 @@ def _job(flow_name: str, flow_args: tuple, direct: Callable[[], Any]) -> Any:
         if _orchestrated():
             from flows import pipeline
 
+            _quiet_known_errors_in_prefect_logs()
             return getattr(pipeline, f"{flow_name}_flow")(*flow_args)
         return direct()
     except _known_errors() as exc:
@@ -104,11 +126,13 @@ def _fail(exc: Exception) -> None:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
+    """The library's own errors, each with a message that names the file or store and the fix."""
     from risk_model.config import ConfigError
     from risk_model.registry import RegistryError
     from risk_model.schema import ContractError
+    from risk_model.store import StoreError
 
-    return (ContractError, ConfigError, RegistryError, ValueError, FileNotFoundError)
+    return (ContractError, ConfigError, RegistryError, StoreError, ValueError, FileNotFoundError)
 
 
 def _print_training(results: list[dict]) -> None:
@@ -123,9 +147,11 @@ def _print_scoring(results: list[dict]) -> None:
     for r in results:
         t = r["tiers"]
         typer.echo(
-            f"\n[{r['point']}] scored {r['n_students']} students of {', '.join(r['cohorts'])}: "
-            f"{t['high']} high, {t['medium']} medium, {t['low']} low risk"
+            f"\n[{r['point']}] scored {r['n_scored']} students of {', '.join(r['cohorts'])}; "
+            f"the cohort now has {r['n_students']}: {t['high']} high, {t['medium']} medium, {t['low']} low risk"
         )
+        for line in r["stored"]:
+            typer.echo(f"  stored:   {line}")
         if r["n_unseen_category_values"]:
             typer.echo(f"  unseen categories (scored as unknown): {json.dumps(r['unseen_categories'])}")
         typer.echo(f"  scores:   {r['store']} (table `scores`)\n  export:   {r['export']}")
@@ -157,8 +183,9 @@ def demo(
     from risk_model.demo import make_demo
 
     settings = Settings(home=home) if home else Settings()
-    data_dir = settings.home / "demo"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from risk_model.private import private_dir
+
+    data_dir = private_dir(settings.home / "demo")
     d = make_demo(n_per_cohort=students, seed=seed)
     cohort = d.intake.cohort.iloc[0]
     paths = {
@@ -232,16 +259,55 @@ def score(
     home: HomeOpt = None,
     cohort: CohortOpt = None,
     factors: Annotated[bool, typer.Option(help="Compute each student's top contributing factors.")] = True,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="The file has only some of a stored cohort's students: update those, keep the others, "
+            "re-rank and re-tier the whole cohort.",
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Replace the cohort's stored scores with this file's students only (others deleted)."
+        ),
+    ] = False,
 ) -> None:
-    """Score a new intake with the champion model and store the scores for advising tools."""
+    """Score a new intake with the champion model and store the scores for advising tools.
+
+    A file lacking some students of a cohort already scored is refused unless --merge or --replace."""
+    if merge and replace:
+        _fail(ValueError("--merge and --replace exclude each other: choose one."))
+    partial = "merge" if merge else "replace" if replace else "refuse"
     from flows import steps
 
     out = _job(
         "score",
-        (str(config), str(data), _home(home), cohort, factors),
-        lambda: steps.score(*_loaded(config, home), str(data), cohort=cohort, factors=factors),
+        (str(config), str(data), _home(home), cohort, factors, partial),
+        lambda: steps.score(*_loaded(config, home), str(data), cohort=cohort, factors=factors, partial=partial),
     )
     _print_scoring(out)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version (a folder name under models/POINT/versions).")],
+    home: HomeOpt = None,
+    point: Annotated[str, typer.Option(help="Prediction point.")] = "default",
+) -> None:
+    """Make a saved model version champion (forced), e.g. when the champion's files are damaged.
+
+    The version is loaded and its checksums verified first: a damaged version is refused."""
+    from risk_model.config import Settings
+    from risk_model.registry import Registry
+
+    settings = Settings(home=home) if home else Settings()
+    try:
+        _, why = Registry(settings.registry_dir).promote(version, point=point, force=True)
+    except _known_errors() as exc:
+        _fail(exc)
+    typer.echo(f"{version} is now champion of point {point} ({why}).")
 
 
 @app.command()
@@ -451,7 +517,11 @@ def _key_store(home: Path | None):
     from risk_model.config import Settings
 
     settings = Settings(home=home) if home else Settings()
-    return store.connect(settings.resolved_store_url)
+    try:
+        with store.store_errors(settings.resolved_store_url):
+            return store.connect(settings.resolved_store_url)
+    except store.StoreError as exc:
+        _fail(exc)
 
 
 @keys_app.command("create")

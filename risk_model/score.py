@@ -53,6 +53,13 @@ def tiers(p: np.ndarray, s: ScoringConfig, rank: np.ndarray | None = None) -> np
     )
 
 
+def rerank(frame: pd.DataFrame, s: ScoringConfig) -> pd.DataFrame:
+    """`frame` (student_id, probability, ...) with rank and tier recomputed over all its rows: a merged cohort."""
+    p = frame["probability"].to_numpy(dtype=float)
+    rank = ranks(p, frame["student_id"].to_numpy())
+    return frame.assign(rank=rank, tier=tiers(p, s, rank))
+
+
 def top_factors(
     contrib: np.ndarray, X: pd.DataFrame, n: int, describe: Callable[[dict], str] | None = None
 ) -> list[list[dict]]:
