@@ -496,11 +496,13 @@ def neutralise(value: object) -> object:
 
 
 def export_csv(frame: pd.DataFrame, path) -> None:
-    """Scores as a flat CSV (mode 0600): one row per student, factors spelled out, no live formulas."""
+    """Scores as a flat CSV (mode 0600): one row per student, factors in the words made at scoring
+    (`risk_model.explain`), no live formulas."""
     out = frame[["student_id", "cohort", "point", "probability", "tier", "rank", "model_version", "scored_at"]].copy()
     for i in range(3):
         out[f"factor_{i + 1}"] = [
-            f"{f[i]['feature']} ({f[i]['direction']} risk)" if len(f) > i else "" for f in frame["factors"]
+            (f[i].get("text") or f"{f[i]['feature']} ({f[i]['direction']} risk)") if len(f) > i else ""
+            for f in frame["factors"]
         ]
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
