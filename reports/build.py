@@ -12,6 +12,7 @@ from risk_model.registry import Bundle, Registry
 
 
 def report_dir(settings: Settings, cohort: str, point: str, version: str) -> Path:
+    """Where the reports of one cohort, prediction point and model version go."""
     return settings.reports_dir / str(cohort) / point / version
 
 
@@ -21,7 +22,7 @@ def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, p
 
     c = config.dataset
     cohort = _cohort_of(config, intake)
-    scores, _ = _scored(settings, cohort, point)
+    scores, recorded = _scored(settings, cohort, point)
     bundle = _scoring_bundle(settings, config, scores, point)
     current = intake.merge(
         scores[["student_id", "probability"]].rename(columns={"probability": "risk"}),
@@ -38,6 +39,7 @@ def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, p
         cohort=cohort,
         model_version=bundle.version,
         validation_auc=bundle.metadata["summary"]["validation_auc"],
+        outcomes_known=not recorded.empty,
     )
 
 
@@ -49,26 +51,9 @@ def _cohort_of(config: Config, df: pd.DataFrame) -> str:
 
 
 def _read(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A cohort's scores (student_id, probability, tier, model_version) and outcomes (student_id, at_risk).
-
-    Only the columns reports use: skipping the per-student factors keeps a million rows quick."""
-    from sqlalchemy import select
-
-    s, o = store.scores, store.outcomes
-    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
-        scores = pd.DataFrame(
-            conn.execute(
-                select(s.c.student_id, s.c.probability, s.c.tier, s.c.model_version).where(
-                    s.c.cohort == cohort, s.c.point == point
-                )
-            ).all(),
-            columns=["student_id", "probability", "tier", "model_version"],
-        )
-        outcomes = pd.DataFrame(
-            conn.execute(select(o.c.student_id, o.c.at_risk).where(o.c.cohort == cohort)).all(),
-            columns=["student_id", "at_risk"],
-        )
-    return scores, outcomes
+    """A cohort's scores (student_id, probability, tier, model_version) and outcomes (student_id, at_risk)."""
+    with store.opened(settings.resolved_store_url) as engine:
+        return store.report_scores(engine, cohort, point), store.report_outcomes(engine, cohort)
 
 
 def _scored(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -98,13 +83,8 @@ def _with_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.Dat
 
 def has_outcomes(settings: Settings, cohort: str) -> bool:
     """Whether real outcomes of `cohort` are recorded in the store."""
-    from sqlalchemy import select
-
-    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
-        return (
-            conn.execute(select(store.outcomes.c.id).where(store.outcomes.c.cohort == cohort).limit(1)).first()
-            is not None
-        )
+    with store.opened(settings.resolved_store_url) as engine:
+        return store.has_outcomes(engine, cohort)
 
 
 def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: str = "default") -> dict:
@@ -199,6 +179,7 @@ def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *,
             right_on=c.id_column,
             how="inner",
         )
+    outcomes_known = not recorded.empty
     if current is not None and len(current) and current["at_risk"].nunique() == 2:
         frame = current.assign(flagged=current["tier"] == "high")[["at_risk", "risk", "flagged", *sensitive]]
         source = basis = f"cohort {cohort}'s real outcomes"
@@ -224,6 +205,7 @@ def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *,
         source=source,
         basis=basis,
         flag_rule=flag_rule,
+        outcomes_known=outcomes_known,
     )
 
 
