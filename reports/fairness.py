@@ -20,7 +20,7 @@ import pandas as pd
 
 from reports import page
 from reports.charts import Charts, groups
-from reports.page import num, pct, write_report
+from reports.page import num, pct, printed, write_report
 from risk_model.config import DatasetContract, ReportConfig
 from risk_model.fairness import OTHER, column_report
 
@@ -78,18 +78,18 @@ def _who(metric: str, g: dict, rows: list[dict]) -> str:
     return g["high_group"] if metric == "fpr" else g["low_group"]
 
 
-# How each gap is printed: its unit (1/100 for percentages and AUC, 1/1000 for calibration's +x.x%)
-PRINTED_UNIT = {"roc_auc": 100, "tpr": 100, "fpr": 100, "share_flagged": 100, "calibration": 1000}
+# How each value is printed on the page (gap_rows, _describe): the units its gap is judged in
+PRINTED = {"roc_auc": ".2f", "tpr": ".0%", "fpr": ".0%", "share_flagged": ".0%", "calibration": "+.1%"}
 
 
 def agree_with_print(r: dict, cfg: ReportConfig) -> dict:
     """Judge each gap on the rounded values the page prints: a gap that prints as no larger than its
     threshold (e.g. 45% vs 35% with 0.10 allowed) is neither to review nor to watch."""
     for metric, g in r["gaps"].items():
-        unit = PRINTED_UNIT[metric]
+        fmt = PRINTED[metric]
         threshold = cfg.calibration_gap if metric == "calibration" else cfg.fairness_gap
-        printed = round(g["high"] * unit) - round(g["low"] * unit)
-        above = bool(g["above_threshold"]) and printed > round(threshold * unit)
+        gap = printed(g["high"], fmt) - printed(g["low"], fmt)
+        above = bool(g["above_threshold"]) and gap > printed(threshold, fmt)
         g["above_threshold"], g["flagged"] = above, bool(g["flagged"]) and above
     r["to_review"] = [k for k, g in r["gaps"].items() if g["flagged"]]
     r["to_watch"] = [k for k, g in r["gaps"].items() if g["above_threshold"] and not g["flagged"]]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from reports import page
 from reports.charts import Charts, by_cohort, learning_curve
-from reports.page import num, write_report
+from reports.page import num, printed, write_report
 from risk_model import evaluate
 from risk_model.config import ReportConfig, TrainingConfig
 
@@ -55,8 +55,8 @@ def learning_points(metadata: dict, new: dict | None = None) -> list[dict]:
 
 
 def hundredths(v: float) -> int:
-    """A value as printed with two decimals, in hundredths: thresholds are compared on what is printed."""
-    return round(v * 100)
+    """`v` as printed with two decimals, in hundredths: thresholds are compared on what is printed."""
+    return printed(v, ".2f")
 
 
 def fit_word(train_auc: float, val_auc: float, t: TrainingConfig) -> str:

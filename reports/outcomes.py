@@ -23,7 +23,7 @@ import pandas as pd
 
 from reports import page
 from reports.charts import Charts, calibration, promise_vs_real
-from reports.page import num, pct, write_report
+from reports.page import num, pct, printed, write_report
 from risk_model import evaluate
 from risk_model.bootstrap import bootstrap_metrics, calibration_curve
 from risk_model.config import ReportConfig
@@ -71,8 +71,8 @@ def _sample(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def hundredths(v: float) -> int:
-    """A value as printed with two decimals, in hundredths: thresholds are compared on what is printed."""
-    return round(v * 100)
+    """`v` as printed with two decimals, in hundredths: thresholds are compared on what is printed."""
+    return printed(v, ".2f")
 
 
 def judge(real: dict, promised: float, cfg: ReportConfig, cohort: str) -> tuple[str, str, bool, str]:

@@ -42,6 +42,13 @@ def num(v: float | None, digits: int = 2) -> str:
     return f"{v:.{digits}f}"
 
 
+def printed(v: float, fmt: str) -> int:
+    """`v` as a page prints it with `fmt` ('.2f', '.0%', '+.1%'), in units of the last digit shown:
+    printed(0.905, '.2f') == 91, printed(0.4549, '.0%') == 45. Verdicts compare these, not the raw
+    values, so the words always agree with the numbers beside them."""
+    return int(format(v, fmt).rstrip("%").replace(".", "").replace("+", ""))
+
+
 def cell(v: Any) -> str:
     """A table cell: floats to three decimals, None empty."""
     if isinstance(v, float):
