@@ -260,6 +260,17 @@ def render(numbers: dict, cfg: ReportConfig, k: float) -> str:
     )
 
 
+def _both_outcomes(current: pd.DataFrame, cohort: str) -> np.ndarray:
+    """The outcomes as 0/1, or an error saying why a cohort with one kind of outcome cannot be judged."""
+    y = current["at_risk"].to_numpy(dtype=int)
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"cohort {cohort}: every recorded outcome is {'at risk' if y.all() else 'not at risk'}; "
+            "ROC AUC needs both kinds of outcome"
+        )
+    return y
+
+
 def build_outcomes_report(
     current: pd.DataFrame,
     reference: pd.DataFrame,
@@ -279,12 +290,7 @@ def build_outcomes_report(
     (the stored probability) and `tier`. `reference`: the training reference sample
     (`at_risk`, `risk` out of fold). `metadata`: the scoring model's metadata.
     """
-    y = current["at_risk"].to_numpy(dtype=int)
-    if len(np.unique(y)) < 2:
-        raise ValueError(
-            f"cohort {cohort}: every recorded outcome is {'at risk' if y.all() else 'not at risk'}; "
-            "ROC AUC needs both kinds of outcome"
-        )
+    y = _both_outcomes(current, cohort)
     k = float(metadata.get("top_k_percent", 10))
     real, boot, sample = real_metrics(current, k, cfg)
     promise = promises(metadata)
