@@ -240,7 +240,8 @@ def main() -> None:
 
     from sqlalchemy import create_engine, text
 
-    from risk_model import keys, store
+    from api import keys
+    from risk_model import store
     from risk_model.config import Settings
 
     schema = f"bench_{os.getpid()}"
@@ -301,7 +302,7 @@ def main() -> None:
             if name.startswith("ceiling"):
                 proc = start_server("bench_api:ceiling_app", env, port, args.workers)
             else:
-                proc = start_server("risk_model.api:app_from_env", env, port, args.workers)
+                proc = start_server("api.app:app_from_env", env, port, args.workers)
             try:
                 seconds = args.seconds * (3 if "1000" in name else 1)
                 wrk(port, script, 4, min(2.0, seconds))  # warm up: pools, caches, first champion use

@@ -25,7 +25,7 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
 from flows import partitioned, pipeline
-from risk_model.config import DeploySettings
+from flows.settings import DeploySettings
 
 log = logging.getLogger(__name__)
 TAG = "student-risk"

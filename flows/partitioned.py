@@ -18,7 +18,7 @@ from prefect.logging import get_run_logger
 from prefect_dask import DaskTaskRunner
 
 from flows.pipeline import validate_task
-from risk_model import partition
+from risk_model import jobs, partition
 from risk_model.config import Config, Settings, load_config
 from risk_model.registry import Registry
 
@@ -64,7 +64,9 @@ def score_on_dask_flow(
     settings = Settings(home=Path(home)) if home else Settings()
     out = []
     for point in config.points:
-        df = validate_task(config, intake_path, "score", point, [cohort] if cohort else None)
+        df = validate_task(
+            jobs.prepare, config, intake_path, stage="score", point=point, cohorts=[cohort] if cohort else None
+        )
         bundle = Registry(settings.registry_dir).load(point=point, contract=config.dataset)
         registry_dir = str(settings.registry_dir.resolve())
         futures = [

@@ -226,28 +226,12 @@ def load_config(path: str | Path) -> Config:
 
 
 class Settings(BaseSettings):
-    """Deployment settings: where output goes and which store holds scores."""
+    """Where output goes and which store holds scores (env `STUDENT_RISK_HOME`, `STUDENT_RISK_STORE_URL`)."""
 
     model_config = SettingsConfigDict(env_prefix="STUDENT_RISK_", extra="ignore")
 
     home: Path = Field(Path("runtime"), description="Runtime folder: models, scores, reports, exports.")
     store_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file in the runtime folder.")
-    api_host: str = Field("127.0.0.1", description="Address `student-risk serve` listens on.")
-    api_port: int = Field(8000, ge=1, le=65535)
-    api_workers: int = Field(1, ge=1, le=64, description="API server processes.")
-    api_max_records: int = Field(1000, ge=1, le=100_000, description="Most records one POST /v1/score may send.")
-    api_max_page_size: int = Field(1000, ge=1, le=100_000, description="Most students one cohort page returns.")
-    api_champion_ttl_seconds: float = Field(
-        2.0, ge=0, description="How often the API looks for a newly promoted champion (0: every request)."
-    )
-    api_key_cache_seconds: float = Field(
-        10.0, ge=0, description="How long the API trusts a checked key; a revoked key stops working within this."
-    )
-    api_durable_audit: bool = Field(
-        False,
-        description="PostgreSQL: wait for the WAL flush on each audit row (about 4 ms per lookup here); "
-        "off, a database crash can lose the audit rows of the last few hundred ms.",
-    )
 
     @property
     def registry_dir(self) -> Path:
@@ -264,40 +248,3 @@ class Settings(BaseSettings):
     @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{(self.home / 'scores.db').resolve()}"
-
-
-class DeploySettings(BaseSettings):
-    """How the flows are deployed on a Prefect server: schedules, work pool, default parameters.
-
-    Read from the environment (`STUDENT_RISK_DEPLOY_*`, e.g. the compose env file) or given
-    by `student-risk deploy` options. Paths are as the worker sees them.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="STUDENT_RISK_DEPLOY_", extra="ignore")
-
-    name: str = Field(
-        "student-risk", description="Deployment name: runs are `<flow>/<name>`, e.g. `yearly/student-risk`."
-    )
-    work_pool: str = Field("student-risk", description="Prefect work pool (type process) the worker polls.")
-    yearly_cron: str = Field("0 6 1 9 *", description="When the yearly job runs (cron; default 06:00 on 1 September).")
-    term_cron: str | None = Field(
-        None, description="Optional re-scoring of the intake each term (cron), e.g. '0 6 1 1,4 *'."
-    )
-    timezone: str = Field("UTC", description="IANA time zone of the cron schedules, e.g. Europe/London.")
-    config_path: Path | None = Field(None, description="Settings file (TOML) the flows use.")
-    history_path: Path | None = Field(None, description="Past cohorts with outcomes (file or raw-source folder).")
-    intake_path: Path | None = Field(None, description="The new intake to score (file or raw-source folder).")
-    outcomes_path: Path | None = Field(None, description="Real outcomes of the last scored intake, when they arrive.")
-    cohort: str | None = Field(None, description="Only this cohort of the intake file; all when empty.")
-    fail_on_drift: bool = Field(
-        True, description="Mark the yearly/report run Failed when a report crosses its threshold."
-    )
-    notify_block: str | None = Field(
-        None,
-        description="Prefect notification block (`<type>/<name>`, e.g. `slack-webhook/advising`) told of failed runs.",
-    )
-    dask_address: str | None = Field(
-        None, description="Dask scheduler for partitioned scoring; a local cluster when empty."
-    )
-    dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster when no address is given.")
-    partitions: int = Field(4, ge=1, description="Partitions of the intake for partitioned scoring.")

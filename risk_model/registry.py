@@ -20,14 +20,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as pkg_version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from risk_model.calibration import Calibrator
 from risk_model.config import Config, DatasetContract
 from risk_model.evaluate import mean_over_cohorts
-from risk_model.train import Calibrator, TrainResult
+
+if TYPE_CHECKING:
+    from risk_model.train import TrainResult
 
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy")
 

@@ -368,57 +368,6 @@ def student_scores(
     return [r._asdict() for r in rows]
 
 
-# The API's hot path on PostgreSQL: this statement on an async psycopg connection, prepared
-# once per connection; no SQLAlchemy execution machinery, no hop to a worker thread.
-_PG_LOOKUP = """
-WITH audit AS (
-    INSERT INTO audit_log (key_id, action, student_id, cohort, point, at)
-    VALUES (%(key_id)s, 'risk', %(student_id)s, %(cohort)s, %(point)s, now())
-)
-SELECT cohort, point, probability, tier, rank, factors, model_version, scored_at
-FROM scores
-WHERE student_id = %(student_id)s
-  AND (%(cohort)s::varchar IS NULL OR cohort = %(cohort)s)
-  AND (%(point)s::varchar IS NULL OR point = %(point)s)
-"""
-_LOOKUP_COLUMNS = ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")
-
-
-async def open_lookup_pool(engine: Engine, *, size: int = 8, durable_audit: bool = True):
-    """An async psycopg pool to the engine's PostgreSQL database (autocommit), or None for other stores."""
-    if engine.dialect.name != "postgresql":
-        return None
-    from psycopg_pool import AsyncConnectionPool
-
-    _, kwargs = engine.dialect.create_connect_args(engine.url)
-
-    async def configure(conn) -> None:
-        if not durable_audit:
-            await conn.execute("SET synchronous_commit TO off")
-
-    pool = AsyncConnectionPool(
-        kwargs={**kwargs, "autocommit": True, "prepare_threshold": 0},
-        min_size=2,
-        max_size=size,
-        configure=configure,
-        open=False,
-        timeout=10,
-    )
-    await pool.open(wait=True, timeout=10)
-    return pool
-
-
-async def student_scores_async(
-    pool, student_id: str, *, key_id: int, cohort: str | None = None, point: str | None = None
-) -> list[dict]:
-    """`student_scores` on PostgreSQL through `open_lookup_pool`'s pool: one round trip."""
-    params = {"student_id": student_id, "cohort": cohort, "point": point, "key_id": key_id}
-    async with pool.connection() as conn:
-        cur = await conn.execute(_PG_LOOKUP, params)
-        rows = await cur.fetchall()
-    return [dict(zip(_LOOKUP_COLUMNS, r, strict=True)) for r in rows]
-
-
 def cohort_points(engine: Engine, cohort: str) -> list[str]:
     """The prediction points at which `cohort` was scored."""
     with engine.connect() as conn:

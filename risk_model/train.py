@@ -20,16 +20,15 @@ from dataclasses import dataclass, field
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from risk_model import evaluate
+from risk_model.calibration import Calibrator
 from risk_model.config import Config, DatasetContract, TrainingConfig
 from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill
 from risk_model.schema import at_risk
@@ -37,28 +36,6 @@ from risk_model.splits import ForwardCohortSplit, cohort_folds
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Calibrator:
-    """Maps LightGBM's raw score (log-odds) to a calibrated probability; JSON-serialisable."""
-
-    method: str
-    params: dict
-
-    def __call__(self, raw: np.ndarray) -> np.ndarray:
-        raw = np.asarray(raw, dtype=float)
-        if self.method == "sigmoid":
-            return expit(self.params["a"] * raw + self.params["b"])
-        return np.interp(raw, self.params["x"], self.params["y"])
-
-    @classmethod
-    def fit(cls, raw: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
-        if method == "isotonic":
-            iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(raw, y)
-            return cls("isotonic", {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()})
-        lr = LogisticRegression(C=1e6).fit(np.asarray(raw).reshape(-1, 1), y)
-        return cls("sigmoid", {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])})
 
 
 @dataclass

@@ -25,8 +25,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, func, select
 
-from risk_model import jobs, keys, store
-from risk_model.api import create_app, decode_cursor, encode_cursor
+from api import keys
+from api.app import create_app, decode_cursor, encode_cursor
+from api.settings import ApiSettings
+from risk_model import jobs, store
 from risk_model.config import Config, Settings, TrainingConfig
 from risk_model.demo import make_demo
 from risk_model.registry import Registry
@@ -107,7 +109,7 @@ class Api:
 def api(world, store_url, tmp_path) -> Api:
     home = tmp_path / "runtime"
     shutil.copytree(world.registry_dir, home / "models")
-    settings = Settings(home=home, store_url=store_url, api_champion_ttl_seconds=0, api_key_cache_seconds=0)
+    settings = ApiSettings(home=home, store_url=store_url, api_champion_ttl_seconds=0, api_key_cache_seconds=0)
     engine = store.connect(store_url)
     store.write_scores(engine, world.scores, world.summary)
     store.write_outcomes(engine, world.outcomes)
@@ -179,7 +181,7 @@ def test_health_ready_and_openapi(api):
 
 
 def test_ready_without_champion(tmp_path, store_url):
-    settings = Settings(home=tmp_path / "empty", store_url=store_url)
+    settings = ApiSettings(home=tmp_path / "empty", store_url=store_url)
     with TestClient(create_app(settings)) as client:
         r = client.get("/ready")
     assert r.status_code == 503 and r.json()["champions"] == {}
@@ -536,7 +538,7 @@ def test_key_cache_keeps_checks_off_the_store(api, monkeypatch):
 def test_cli_keys(tmp_path):
     from typer.testing import CliRunner
 
-    from risk_model.cli import app
+    from cli.main import app
 
     runner = CliRunner()
     home = str(tmp_path / "runtime")  # not there yet: the first command makes it

@@ -22,9 +22,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from test_api import store_url, world  # noqa: F401  (the same champion and stores as test_api)
 
-from risk_model import keys, store
-from risk_model.api import create_app
-from risk_model.config import Settings
+from api import keys
+from api.app import create_app
+from api.settings import ApiSettings
+from risk_model import store
 
 LEFT_OUT = [positive_data_acceptance, negative_data_rejection]
 EXAMPLES = 12  # per operation and mode: 8 operations x 2 modes x 12, a few seconds per backend
@@ -39,7 +40,7 @@ def fuzzed(world, store_url, tmp_path):  # noqa: F811
     store.write_outcomes(engine, world.outcomes)
     _, key = keys.create_key(engine, name="fuzz", scope="admin")
     engine.dispose()
-    app = create_app(Settings(home=home, store_url=store_url, api_max_records=20, api_max_page_size=50))
+    app = create_app(ApiSettings(home=home, store_url=store_url, api_max_records=20, api_max_page_size=50))
     return schemathesis.openapi.from_asgi("/openapi.json", app), key  # schemathesis runs the app's lifespan
 
 

@@ -298,7 +298,7 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
 
         # deploying again updates in place: same deployments, the per-term schedule removed when unset
         from flows.deploy import register
-        from risk_model.config import DeploySettings
+        from flows.settings import DeploySettings
 
         with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
             ids = register(

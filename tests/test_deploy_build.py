@@ -7,7 +7,7 @@ from prefect.states import Completed, Failed
 
 from flows import deploy
 from flows.pipeline import _retry_on_io
-from risk_model.config import DeploySettings
+from flows.settings import DeploySettings
 from risk_model.schema import ContractError
 
 

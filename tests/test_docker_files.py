@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from risk_model.config import DeploySettings, Settings
+from api.settings import ApiSettings
+from flows.settings import DeploySettings
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
 VAR = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
@@ -153,7 +154,7 @@ def test_compose_topology(compose):
 
 
 def test_env_example_names_real_settings():
-    known = {f"STUDENT_RISK_{f.upper()}" for f in Settings.model_fields} | {
+    known = {f"STUDENT_RISK_{f.upper()}" for f in ApiSettings.model_fields} | {
         f"STUDENT_RISK_DEPLOY_{f.upper()}" for f in DeploySettings.model_fields
     }
     text = (DOCKER / ".env.example").read_text()

@@ -404,8 +404,8 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
     from prefect.testing.utilities import prefect_test_harness
     from typer.testing import CliRunner
 
+    from cli.main import app
     from risk_model import store
-    from risk_model.cli import app
     from risk_model.config import Settings
 
     shipped = (Path(__file__).resolve().parents[1] / "examples" / "oulad.toml").read_text()

@@ -475,8 +475,8 @@ def _copy(variant: dict, tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, tmp_path, prefect_harness):
     from typer.testing import CliRunner
 
+    from cli.main import DEMO_CONFIG, app
     from flows.pipeline import outcomes_flow, report_flow
-    from risk_model.cli import DEMO_CONFIG, app
 
     home, intake, outcomes = _copy(built_reports["planted"], tmp_path / "planted")
     state = outcomes_flow(str(DEMO_CONFIG), str(outcomes), str(home), "2023", str(intake), return_state=True)

@@ -11,7 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, func, inspect, select
 
-from risk_model import keys, store
+from api import keys
+from risk_model import store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

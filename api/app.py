@@ -32,8 +32,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError as SqlDataError
 from sqlalchemy.exc import DBAPIError
 
-from risk_model import keys, store
-from risk_model.api_models import (
+from api import keys, lookups
+from api.champions import Champions, contract_of, natural_key, point_key, record_validator
+from api.models import (
     CohortList,
     CohortMetrics,
     CohortPage,
@@ -51,8 +52,9 @@ from risk_model.api_models import (
     Validation,
     score_request,
 )
-from risk_model.champions import Champions, contract_of, natural_key, point_key, record_validator
-from risk_model.config import ScoringConfig, Settings
+from api.settings import ApiSettings
+from risk_model import store
+from risk_model.config import ScoringConfig
 from risk_model.registry import Bundle, Registry
 from risk_model.schema import ContractError, validate
 
@@ -66,7 +68,7 @@ TEXT = r"^[^\x00]+$"  # PostgreSQL text cannot hold NUL
 
 @dataclass
 class ApiState:
-    settings: Settings
+    settings: ApiSettings
     engine: Engine
     champions: Champions
     lookup_pool: Any = None  # psycopg AsyncConnectionPool on PostgreSQL
@@ -178,7 +180,7 @@ PointQuery = Annotated[
 ]
 
 
-def _v1(settings: Settings) -> Any:
+def _v1(settings: ApiSettings) -> Any:
     router = APIRouter(prefix="/v1")
     ScoreRequest = score_request(settings.api_max_records)
 
@@ -195,7 +197,7 @@ def _v1(settings: Settings) -> Any:
         """A student's latest score (or of ?cohort=, ?point=): probability, tier, top factors. Audited."""
         api = _state(request)
         if api.lookup_pool is not None:  # PostgreSQL: async, no worker thread
-            rows = await store.student_scores_async(
+            rows = await lookups.student_scores_async(
                 api.lookup_pool, student_id, key_id=key.id, cohort=cohort, point=point
             )
         else:
@@ -388,7 +390,7 @@ def _finite(m: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
 
 
-def report_index(settings: Settings, limit: int) -> ReportIndex:
+def report_index(settings: ApiSettings, limit: int) -> ReportIndex:
     """The newest `limit` report JSON files under the reports folder, each with its verdict."""
     root = settings.reports_dir
     found = []
@@ -423,7 +425,7 @@ def report_index(settings: Settings, limit: int) -> ReportIndex:
 # --- the app -------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: ApiSettings) -> FastAPI:
     """The API for `settings`: its store, its model registry, its reports folder."""
 
     @asynccontextmanager
@@ -432,7 +434,7 @@ def create_app(settings: Settings) -> FastAPI:
         champions = Champions(Registry(settings.registry_dir), settings.api_champion_ttl_seconds)
         for point in champions.points():
             champions.get(point)
-        pool = await store.open_lookup_pool(engine, durable_audit=settings.api_durable_audit)
+        pool = await lookups.open_lookup_pool(engine, durable_audit=settings.api_durable_audit)
         app.state.api = ApiState(settings, engine, champions, pool)
         log.info("Advising API ready: champions %s", {p: b[1].version for p, b in champions._bundles.items()} or "none")
         yield
@@ -486,4 +488,4 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_from_env() -> FastAPI:
     """The app with settings from the environment (STUDENT_RISK_*): uvicorn's factory."""
-    return create_app(Settings())
+    return create_app(ApiSettings())
