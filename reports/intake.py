@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from reports import page
-from reports.page import defang, write_report
+from reports.page import apart, defang, write_report
 from risk_model.config import DatasetContract, ReportConfig
 
 NAME = "intake_drift"
@@ -171,7 +171,7 @@ def feature_rows(m: dict, contract: DatasetContract) -> list[dict]:
             "feature": contract.label(c),
             "column": c,
             "method": v["method"],
-            "drift score": v["score"],
+            "drift score": apart(v["score"], v["threshold"]),
             "threshold": v["threshold"],
             "drifted": "yes" if v.get("drifted") else "no",
         }
@@ -190,6 +190,7 @@ def render(numbers: dict, contract: DatasetContract, cfg: ReportConfig) -> str:
         n=numbers,
         cfg=cfg,
         rows=feature_rows(numbers, contract),
+        risk_score=apart(numbers["prediction_drift"]["score"], numbers["prediction_drift"]["threshold"]),
         not_compared=", ".join(contract.label(c) for c in numbers["not_compared"]),
         charts=None,
     )

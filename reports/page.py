@@ -49,6 +49,18 @@ def printed(v: float, fmt: str) -> int:
     return int(format(v, fmt).rstrip("%").replace(".", "").replace("+", ""))
 
 
+def apart(v: float | None, threshold: float | None, digits: int = 3) -> str:
+    """`v` with `digits` decimals, or more if needed so it does not print equal to the `threshold` it was
+    judged against (a score of 0.1004 judged above 0.1 prints 0.1004, not 0.100)."""
+    if v is None or v != v:
+        return "n/a"
+    if threshold is None:
+        return f"{v:.{digits}f}"
+    while digits < 8 and f"{v:.{digits}f}" == f"{threshold:.{digits}f}" and v != threshold:
+        digits += 1
+    return f"{v:.{digits}f}"
+
+
 def cell(v: Any) -> str:
     """A table cell: floats to three decimals, None empty."""
     if isinstance(v, float):

@@ -291,10 +291,10 @@ def test_generalization_words_agree_with_the_numbers_printed(tmp_path, train_auc
         shown = float(re.search(rf"AUC only {NUM}", v).group(1))
         assert shown < t.underfit_auc and f"below {t.underfit_auc:.2f}" in v
         return
-    assert float(re.search(rf"AUC only {NUM}", v).group(1)) >= t.underfit_auc if "AUC only" in v else True
     gap = float(re.search(rf"a gap of {NUM}", v).group(1))
     aucs = [float(x) for x in re.findall(rf"AUC {NUM}", v)[:1] + re.findall(rf"(?:but|vs) {NUM}", v)[:1]]
     assert round(abs(aucs[0] - aucs[1]), 2) == gap  # the gap is the difference of the AUCs printed
+    assert max(aucs) >= t.underfit_auc  # the training AUC, as printed, is not below the underfit line
     if r["status"] == "overfits":
         assert gap > t.overfit_gap and f"above the {t.overfit_gap:.2f} allowed" in v
     else:
@@ -327,6 +327,14 @@ def test_outcomes_words_agree_with_the_numbers_printed(auc, promised, hi):
         assert shown_hi < shown_promise and "excludes the promise" in meaning
     if status == "uncertain":
         assert shown_hi >= shown_promise and "still includes the promise" in meaning
+
+
+def test_printed_units_and_scores_set_apart_from_their_threshold():
+    from reports.page import apart, printed
+
+    assert printed(0.905, ".2f") == 91 and printed(0.4549, ".0%") == 45 and printed(-0.0001, "+.1%") == 0
+    assert apart(0.1004, 0.1) == "0.1004" and apart(0.0996, 0.1) == "0.0996"  # judged apart, printed apart
+    assert apart(0.2, 0.1) == "0.200" and apart(0.1, 0.1) == "0.100" and apart(0.3, None) == "0.300"
 
 
 def test_fairness_gap_judged_as_printed():
