@@ -20,7 +20,7 @@ import pandas as pd
 
 from reports import page
 from reports.charts import Charts, groups
-from reports.page import num, pct, printed, write_report
+from reports.page import made_with_outcomes, num, pct, printed, write_report
 from risk_model.config import DatasetContract, ReportConfig
 from risk_model.fairness import OTHER, column_report
 
@@ -301,7 +301,9 @@ def build_fairness_report(
             "calibration_gap": cfg.calibration_gap,
             "min_group_size": cfg.min_group_size,
         },
-        "outcomes_known": ("real outcomes" in source) if outcomes_known is None else outcomes_known,
+        "outcomes_known": made_with_outcomes({"report": NAME, "source": source})
+        if outcomes_known is None
+        else outcomes_known,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "html": str(out_dir / f"{NAME}.html"),
     }

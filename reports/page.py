@@ -186,6 +186,21 @@ def _files(out_dir: Path, name: str) -> list[Path]:
     ]
 
 
+def made_with_outcomes(numbers: dict) -> bool:
+    """Whether a report's numbers were made with the cohort's real outcomes known; for reports written
+    before the flag existed, what their own numbers say (an intake report cannot tell: kept)."""
+    if "outcomes_known" in numbers:
+        return bool(numbers["outcomes_known"])
+    report = numbers.get("report")
+    if report == "outcomes":
+        return True
+    if report == "generalization":
+        return numbers.get("new_cohort") is not None
+    if report == "fairness":
+        return "real outcomes" in str(numbers.get("source", ""))
+    return False
+
+
 def keep_before_outcomes(out_dir: Path, name: str, outcomes_known: bool) -> Path | None:
     """Copy the report `name` made before real outcomes arrived into `before-outcomes/`, once.
 
@@ -196,7 +211,7 @@ def keep_before_outcomes(out_dir: Path, name: str, outcomes_known: bool) -> Path
     if not outcomes_known or not current.exists() or kept.exists():
         return None
     try:
-        if json.loads(current.read_text()).get("outcomes_known", False):
+        if made_with_outcomes(json.loads(current.read_text())):
             return None
     except (OSError, json.JSONDecodeError):
         return None

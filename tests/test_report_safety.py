@@ -271,6 +271,20 @@ def test_reports_made_before_outcomes_are_kept_and_listed(hostile):
     assert kept_again["created_at"] == before["fairness"]["created_at"] and again["outcomes_known"]
 
 
+def test_reports_written_before_the_flag_are_judged_by_their_own_numbers(tmp_path):
+    from reports.page import keep_before_outcomes, made_with_outcomes
+
+    assert made_with_outcomes({"report": "outcomes"})
+    assert made_with_outcomes({"report": "generalization", "new_cohort": {"cohort": "2023"}})
+    assert not made_with_outcomes({"report": "fairness", "source": "the training cohorts (...)"})
+    assert not made_with_outcomes({"report": "intake_drift"})  # cannot tell: kept rather than lost
+    (tmp_path / "outcomes.json").write_text(json.dumps({"report": "outcomes", "verdict": "old"}))
+    (tmp_path / "intake_drift.json").write_text(json.dumps({"report": "intake_drift", "verdict": "old"}))
+    assert keep_before_outcomes(tmp_path, "outcomes", True) is None
+    assert keep_before_outcomes(tmp_path, "intake_drift", True) == tmp_path / BEFORE_OUTCOMES / "intake_drift.json"
+    assert json.loads((tmp_path / BEFORE_OUTCOMES / "intake_drift.json").read_text())["verdict"] == "old"
+
+
 # ---------------------------------------------------------------------------------------------- rounding
 
 
