@@ -290,6 +290,74 @@ def outcomes(
 
 
 @app.command()
+def init(
+    data: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="An export: CSV (any delimiter), .xlsx or Parquet.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write the contract; default: beside the export, .toml."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing contract file.")] = False,
+) -> None:
+    """Draft a commented dataset contract (TOML) from an export: roles, kinds and TODOs to decide."""
+    from risk_model.onboard import draft_contract
+    from risk_model.schema import ContractError
+    from risk_model.sources.files import ReadError, read_export_with_dialect
+
+    try:
+        df, dialect = read_export_with_dialect(data)
+    except (ReadError, ContractError) as exc:
+        _fail(exc)
+    stem = data.name.split(".")[0] or "contract"
+    target = output or data.with_name(f"{stem}.toml")
+    if target.exists() and not force:
+        _fail(FileExistsError(f"{target} exists: pass --force to overwrite it, or --output another file."))
+    target.write_text(draft_contract(df, data.name, dialect, target.name), encoding="utf-8")
+    todos = target.read_text(encoding="utf-8").count("TODO")
+    typer.echo(f"Wrote {target}: a draft contract for {len(df)} rows and {len(df.columns)} columns, {todos} TODO(s).")
+    typer.echo(f"Decide each TODO, then: student-risk check {data} -c {target}")
+
+
+@app.command()
+def check(
+    data: Annotated[Path, typer.Argument(exists=True, help="An export to check against the contract.")],
+    config: ConfigOpt,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            help="train (past cohorts, with outcome), score (an intake) or outcomes; default: train when "
+            "the file has the outcome column, else score."
+        ),
+    ] = None,
+) -> None:
+    """Check an export against the contract without training or writing anything: every problem at once."""
+    from risk_model.config import ConfigError, load_config
+    from risk_model.schema import ContractError, validate
+    from risk_model.sources import load_table
+
+    if stage not in (None, "train", "score", "outcomes"):
+        _fail(ValueError(f"--stage {stage!r}: use train, score or outcomes."))
+    schema_log = logging.getLogger("risk_model.schema")
+    level = schema_log.level
+    schema_log.setLevel(logging.ERROR)  # its notes are printed below, once, not also as log lines
+    try:
+        cfg = load_config(config)
+        df = load_table(cfg, data, stage="score" if stage is None else stage)  # type: ignore[arg-type]
+        c = cfg.dataset
+        chosen = stage or ("train" if c.outcome_column in df.columns else "score")
+        out = validate(df, c, stage=chosen, source=str(data))  # type: ignore[arg-type]
+    except (ContractError, ConfigError) as exc:
+        _fail(exc)
+    finally:
+        schema_log.setLevel(level)
+    cohorts = c.sort_cohorts(out[c.cohort_column].unique())
+    typer.echo(f"OK: {len(out)} rows, cohorts {cohorts} (checked as {chosen}).")
+    for note in out.attrs.get("notes", []):
+        typer.secho(f"Note: {note}", fg=typer.colors.YELLOW)
+
+
+@app.command()
 def deploy(
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Settings file (TOML) (env STUDENT_RISK_DEPLOY_CONFIG_PATH).")

@@ -8,12 +8,13 @@ import pandas as pd
 
 from risk_model import store
 from risk_model.config import Config, Settings
+from risk_model.paths import safe_name
 from risk_model.registry import Bundle, Registry
 
 
 def report_dir(settings: Settings, cohort: str, point: str, version: str) -> Path:
-    """Where the reports of one cohort, prediction point and model version go."""
-    return settings.reports_dir / str(cohort) / point / version
+    """Where the reports of one cohort, prediction point and model version go (each a safe path name)."""
+    return settings.reports_dir / safe_name(cohort) / safe_name(point) / safe_name(version)
 
 
 def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, point: str = "default") -> dict:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from risk_model import store
 from risk_model.config import Config, Settings
+from risk_model.paths import safe_name
 from risk_model.registry import Registry
 from risk_model.schema import Stage, at_risk, validate
 from risk_model.score import ScoreResult, score
@@ -85,7 +86,7 @@ def store_scores(settings: Settings, result: ScoreResult, *, progress: Progress 
         n = store.write_scores(engine, result.scores, result.summary)
     settings.exports_dir.mkdir(parents=True, exist_ok=True)
     cohorts = "-".join(result.summary["cohorts"])
-    export = settings.exports_dir / f"scores-{cohorts}-{result.summary['point']}.csv"
+    export = settings.exports_dir / f"scores-{safe_name(cohorts)}-{safe_name(result.summary['point'])}.csv"
     store.export_csv(result.scores, export)
     progress(
         f"Scored {n} students of cohort {cohorts} with model {result.summary['model_version']}: {result.summary['tiers']}"

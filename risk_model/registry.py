@@ -29,6 +29,7 @@ import pandas as pd
 from risk_model.calibration import Calibrator
 from risk_model.config import Config, DatasetContract
 from risk_model.evaluate import mean_over_cohorts
+from risk_model.labels import display_name
 
 if TYPE_CHECKING:
     from risk_model.train import TrainResult
@@ -148,10 +149,11 @@ class Registry:
             "point": point,
             "created_at": now.isoformat(),
             "contract": _contract_part(config.dataset),
-            "features": list(m.booster.feature_name()),
+            "features": list(config.dataset.features),  # as written; LightGBM's own names differ (features.py)
             "category_levels": m.levels,
             "missing_fill": m.fill,
             "feature_labels": {f: config.dataset.label(f) for f in config.dataset.features},
+            "value_labels": config.dataset.value_labels,  # words for coded values: factor texts (score.describer)
             "params": {k: v for k, v in m.params.items()},
             "n_trees": m.n_trees,
             "cv_folds": m.cv_folds,
@@ -274,8 +276,8 @@ an advisor's judgement; it does not decide anything about a student.
 prediction point `{md["point"]}`. LightGBM, {md["n_trees"]} trees, calibrated with {md["calibrator"]["method"]}
 on out-of-fold predictions. Hyperparameters chosen by {md["cv_folds"]}.
 
-**Features:** {", ".join(md["features"])}.
-Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(md["contract"]["sensitive_columns"]) or "none"}.
+**Features:** {", ".join(map(display_name, md["features"]))}.
+Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(map(display_name, md["contract"]["sensitive_columns"])) or "none"}.
 
 **How well it generalizes.** {s["headline"]}
 
