@@ -715,3 +715,31 @@ def ping(engine: Engine) -> None:
     """Raise unless the store answers."""
     with engine.connect() as conn:
         conn.execute(select(1))
+
+
+# --- reads for the reports (reports/build.py) ----------------------------------------------
+# Kept together at the end of the module: the report layer's only way into the store.
+
+
+def report_scores(engine: Engine, cohort: str, point: str) -> pd.DataFrame:
+    """A cohort's scores for the reports: student_id, probability, tier, model_version.
+
+    Only the columns reports use: skipping the per-student factors keeps a million rows quick."""
+    s = scores.c
+    q = select(s.student_id, s.probability, s.tier, s.model_version).where(s.cohort == cohort, s.point == point)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q).all(), columns=["student_id", "probability", "tier", "model_version"])
+
+
+def report_outcomes(engine: Engine, cohort: str) -> pd.DataFrame:
+    """A cohort's recorded outcomes for the reports: student_id, at_risk."""
+    q = select(outcomes.c.student_id, outcomes.c.at_risk).where(outcomes.c.cohort == cohort)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q).all(), columns=["student_id", "at_risk"])
+
+
+def has_outcomes(engine: Engine, cohort: str) -> bool:
+    """Whether any real outcome of `cohort` is recorded."""
+    q = select(outcomes.c.id).where(outcomes.c.cohort == cohort).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(q).first() is not None
