@@ -23,6 +23,7 @@ from reports.charts import Charts, groups
 from reports.page import made_with_outcomes, num, pct, printed, write_report
 from risk_model.config import DatasetContract, ReportConfig
 from risk_model.fairness import OTHER, column_report
+from risk_model.labels import band
 
 NAME = "fairness"
 
@@ -107,7 +108,7 @@ def measure(frame: pd.DataFrame, contract: DatasetContract, cfg: ReportConfig) -
                 y,
                 risk,
                 flagged,
-                frame[col],
+                band(contract, col, frame[col]),  # value labels ("1" -> "male") or bands ("17-20") as groups
                 min_group_size=cfg.min_group_size,
                 fairness_gap=cfg.fairness_gap,
                 calibration_gap=cfg.calibration_gap,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from reports import page
 from reports.page import BEFORE_OUTCOMES, write_atomic, write_json
+from risk_model.paths import unsafe_name
 
 ORDER = ["intake_drift", "outcomes", "generalization", "fairness"]
 NAMES = {
@@ -43,7 +44,7 @@ def _entry(reports_dir: Path, js: Path, kept: bool) -> dict | None:
     page_path = js.with_suffix(".html")
     if not isinstance(data, dict) or "report" not in data or not page_path.exists():
         return None
-    cohort, point, version = js.relative_to(reports_dir).parts[:3]
+    cohort, point, version = (unsafe_name(p) for p in js.relative_to(reports_dir).parts[:3])
     return {
         "cohort": cohort,
         "point": point,
