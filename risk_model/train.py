@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from risk_model import evaluate
 from risk_model.calibration import Calibrator
 from risk_model.config import Config, DatasetContract, TrainingConfig
-from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill
+from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill, to_lightgbm
 from risk_model.linear import LinearPart
 from risk_model.schema import at_risk
 from risk_model.splits import ForwardCohortSplit, cohort_folds
@@ -61,7 +61,7 @@ class FittedModel:
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds: LightGBM's, or its blend with the linear part."""
-        raw = self.booster.predict(fill_unlearned(X, self.fill), raw_score=True)
+        raw = self.booster.predict(to_lightgbm(fill_unlearned(X, self.fill)), raw_score=True)
         return blend_raw(raw, X, self.linear, self.blend)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -153,7 +153,7 @@ def select_and_fit(
 ) -> FittedModel:
     """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all."""
     folds, fold_kind = _folds(cohorts, y, t.seed)
-    data = lgb.Dataset(X, y, free_raw_data=False, params={"feature_pre_filter": False})
+    data = lgb.Dataset(to_lightgbm(X), y, free_raw_data=False, params={"feature_pre_filter": False})
     best = None
     search = []
     for grid_point in t.param_grid:
@@ -175,7 +175,7 @@ def select_and_fit(
     raw = np.empty(len(y))
     for booster, (train_idx, test_idx) in zip(cvbooster.boosters, folds, strict=True):
         held_out = fill_unlearned(X.iloc[test_idx], missing_fill(X.iloc[train_idx], c))
-        raw[test_idx] = booster.predict(held_out, raw_score=True, num_iteration=n_trees)
+        raw[test_idx] = booster.predict(to_lightgbm(held_out), raw_score=True, num_iteration=n_trees)
     weight, raw, why = _choose_family(X, y, folds, raw, c)
     calibrator = Calibrator.fit(raw, y, t.calibration)
     final = lgb.train(params, data, num_boost_round=n_trees)
