@@ -73,6 +73,7 @@ class ActivityLog:
                 "the data folder given on the command line; put the file there or give an absolute path."
             )
         self.cfg, self.path = cfg, path
+        self._lock = threading.Lock()  # one DuckDB connection: queries from several threads take turns
         self.con = duckdb.connect(config={"threads": 2})
         self.con.execute("SET enable_progress_bar = false")
         src = _relation(path)
@@ -164,25 +165,32 @@ class ActivityLog:
                 f"{self.path}: column {col!r} has {bad[0]} row(s) that are not {what}, e.g. {bad[1]}. Fix: {fix}."
             )
 
+    def _windows(self, day: int) -> pd.DataFrame:
+        """Per student and cohort: the counts over rows dated on or before `day` (one query per table)."""
+        cfg = self.cfg
+        types = "".join(f", coalesce(sum({_q('activity_' + t)}), 0) AS {_q('activity_' + t)}" for t in cfg.types)
+        with self._lock:
+            agg = self.con.execute(
+                "SELECT id, cohort, sum(n) AS activity_total, "
+                f"coalesce(sum(n) FILTER (WHERE day > {day - 7}), 0) AS activity_last7, "
+                f"coalesce(sum(n) FILTER (WHERE day > {day - 14}), 0) AS activity_last14, "
+                "count(*) AS activity_days, max(day) AS last_day, "
+                "coalesce(sum(n) FILTER (WHERE day < 0), 0) AS activity_before_start, "
+                f"coalesce(sum(n) FILTER (WHERE day >= 0 AND day <= {day - 14}), 0) AS earlier"
+                f"{types} FROM daily WHERE day <= {day} GROUP BY id, cohort"
+            ).df()
+            if cfg.resource_column:
+                res = self.con.execute(
+                    "SELECT id, cohort, count(*) AS activity_resources FROM first_touch "
+                    f"WHERE day <= {day} GROUP BY id, cohort"
+                ).df()
+                agg = agg.merge(res, on=["id", "cohort"], how="left")
+        return agg
+
     def features(self, rows: pd.DataFrame, day: int) -> pd.DataFrame:
         """Activity features on `day` for `rows` (columns `id`, `cohort`, then section columns), indexed like them."""
         cfg = self.cfg
-        types = "".join(f", coalesce(sum({_q('activity_' + t)}), 0) AS {_q('activity_' + t)}" for t in cfg.types)
-        agg = self.con.execute(
-            "SELECT id, cohort, sum(n) AS activity_total, "
-            f"coalesce(sum(n) FILTER (WHERE day > {day - 7}), 0) AS activity_last7, "
-            f"coalesce(sum(n) FILTER (WHERE day > {day - 14}), 0) AS activity_last14, "
-            "count(*) AS activity_days, max(day) AS last_day, "
-            "coalesce(sum(n) FILTER (WHERE day < 0), 0) AS activity_before_start, "
-            f"coalesce(sum(n) FILTER (WHERE day >= 0 AND day <= {day - 14}), 0) AS earlier"
-            f"{types} FROM daily WHERE day <= {day} GROUP BY id, cohort"
-        ).df()
-        if cfg.resource_column:
-            res = self.con.execute(
-                "SELECT id, cohort, count(*) AS activity_resources FROM first_touch "
-                f"WHERE day <= {day} GROUP BY id, cohort"
-            ).df()
-            agg = agg.merge(res, on=["id", "cohort"], how="left")
+        agg = self._windows(day)
         key = pd.DataFrame({"id": rows["id"].astype(str).to_numpy(), "cohort": rows["cohort"].astype(str).to_numpy()})
         out = key.merge(agg, on=["id", "cohort"], how="left", validate="many_to_one")
         counts = [c for c in out.columns if c.startswith("activity_")]
