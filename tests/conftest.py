@@ -40,7 +40,7 @@ def fast(config: Config) -> Config:
 
 @pytest.fixture(scope="session")
 def demo_config() -> Config:
-    return fast(load_config(REPO / "examples" / "demo.toml"))
+    return fast(load_config(REPO / "risk_model" / "examples" / "demo.toml"))
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ KEY = ["code_module", "code_presentation", "id_student"]
 
 @pytest.fixture(scope="module")
 def contract():
-    return load_config(REPO / "examples" / "oulad.toml").dataset
+    return load_config(REPO / "risk_model" / "examples" / "oulad.toml").dataset
 
 
 # --- raw files in OULAD's format -------------------------------------------------------------------
@@ -408,7 +408,7 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
     from risk_model import store
     from risk_model.config import Settings
 
-    shipped = (Path(__file__).resolve().parents[1] / "examples" / "oulad.toml").read_text()
+    shipped = (Path(__file__).resolve().parents[1] / "risk_model" / "examples" / "oulad.toml").read_text()
     config = tmp_path / "oulad.toml"
     # Only the days and the grid differ from the shipped file (test speed); the contract is the same.
     text, n = re.subn(r"prediction_days = \[[^\]]*\]", "prediction_days = [0, 30]", shipped)
