@@ -193,7 +193,9 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         demo.intake.to_csv(data / "intake.csv", index=False)
         demo.intake.drop(columns=["prior_gpa"]).to_csv(data / "broken-intake.csv", index=False)
         config = tmp_path / "settings.toml"
-        config.write_text((REPO / "risk_model" / "examples" / "demo.toml").read_text().replace("[training]\n", FAST_TRAINING, 1))
+        config.write_text(
+            (REPO / "risk_model" / "examples" / "demo.toml").read_text().replace("[training]\n", FAST_TRAINING, 1)
+        )
 
         wait_until(
             "the Prefect server's /api/health", lambda: httpx.get(f"{api_url}/health", timeout=2).is_success, 180, procs
