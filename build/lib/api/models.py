@@ -1,0 +1,147 @@
+"""Request and response models of the advising API (what the OpenAPI schema shows)."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+Tier = Literal["high", "medium", "low"]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Factor(BaseModel):
+    feature: str
+    direction: Literal["raises", "lowers"]
+    label: str = Field(description="Plain words for advisors, e.g. 'score in the first assessment raises risk'.")
+
+
+class StudentRisk(BaseModel):
+    student_id: str
+    cohort: str
+    point: str = Field(description="Prediction point of the model that scored (e.g. day30; 'default').")
+    probability: float
+    tier: Tier
+    rank: int = Field(description="1 = highest risk in the cohort.")
+    factors: list[Factor]
+    model_version: str
+    scored_at: datetime
+
+
+class CohortStudent(BaseModel):
+    student_id: str
+    probability: float
+    tier: Tier
+    rank: int
+
+
+class CohortPage(BaseModel):
+    cohort: str
+    point: str
+    students: list[CohortStudent]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class TierCounts(BaseModel):
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+
+
+class CohortSummary(BaseModel):
+    cohort: str
+    point: str
+    n_students: int
+    tiers: TierCounts
+    model_version: str | None = None
+    scored_at: datetime | None = None
+
+
+class CohortList(BaseModel):
+    cohorts: list[CohortSummary]
+
+
+class ScoredRecord(BaseModel):
+    index: int
+    student_id: str
+    probability: float
+    tier: Tier | None = Field(
+        description="Tier the latest scored cohort of this point would give; null if none is stored."
+    )
+    factors: list[Factor]
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    point: str
+    tier_basis: str | None = Field(description="Which stored cohort's tier boundaries were applied.")
+    warnings: list[str]
+    results: list[ScoredRecord]
+
+
+class CohortMetrics(BaseModel):
+    n: int
+    base_rate: float | None = None
+    roc_auc: float | None = None
+    pr_auc: float | None = None
+    brier: float | None = None
+    recall_top_k: float | None = None
+
+
+class Validation(BaseModel):
+    kind: str = Field(description="backtest (forward, by cohort) or cv.")
+    verdict: str
+    auc: float | None
+    train_auc: float | None
+    logistic_auc: float | None
+    headline: str
+    by_cohort: dict[str, CohortMetrics]
+
+
+class RealPerformance(CohortMetrics):
+    cohort: str
+    model_version: str
+
+
+class ModelInfo(BaseModel):
+    point: str
+    points: list[str] = Field(description="Every prediction point with a champion, latest first.")
+    version: str
+    created_at: str
+    training_cohorts: list[str]
+    n_training_rows: int
+    validation: Validation
+    real_performance: list[RealPerformance] = Field(description="Scored cohorts with recorded outcomes, newest first.")
+    model_card: str = Field(description="Markdown.")
+
+
+class ReportEntry(BaseModel):
+    path: str = Field(description="Relative to the reports folder.")
+    report: str | None
+    cohort: str | None
+    model_version: str | None
+    verdict: str | None
+    warning: bool | None
+    modified_at: datetime
+
+
+class ReportIndex(BaseModel):
+    reports: list[ReportEntry]
+
+
+def score_request(max_records: int) -> type[BaseModel]:
+    return create_model(
+        "ScoreRequest",
+        __config__=ConfigDict(extra="forbid"),
+        records=(
+            list[dict[str, Any]],
+            Field(
+                min_length=1,
+                max_length=max_records,
+                description=f"1 to {max_records} student records, each with the champion's contract columns "
+                "(id, cohort, every feature; null for an unknown value). Nothing is stored.",
+            ),
+        ),
+    )

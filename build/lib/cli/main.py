@@ -1,0 +1,459 @@
+"""`student-risk`: the command-line edge. Each command runs one Prefect flow.
+
+Heavy imports (Prefect, LightGBM, Evidently) happen inside commands so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Tell which incoming students are likely to struggle, and prove each year that the model "
+    "still works on students it has never seen.\n\n"
+    "Start with `student-risk demo` to see the whole yearly job on built-in demo data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+# exists=True: a mistyped path is refused before Prefect starts its temporary server (~20 s).
+ConfigOpt = Annotated[
+    Path,
+    typer.Option(
+        "--config", "-c", exists=True, dir_okay=False, help="Settings file (TOML): the dataset contract and thresholds."
+    ),
+]
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Runtime folder for models, scores and reports (env STUDENT_RISK_HOME; default ./runtime)."
+    ),
+]
+CohortOpt = Annotated[str | None, typer.Option("--cohort", help="Only this cohort of the file (e.g. 2025 or 2014J).")]
+
+
+def _env() -> None:
+    """Quiet, offline Prefect; the library's log lines shown in flow runs."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "risk_model,reports")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # busy 2-core machines
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _home(home: Path | None) -> str | None:
+    return str(home) if home else None
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from risk_model.config import ConfigError
+    from risk_model.registry import RegistryError
+    from risk_model.schema import ContractError
+
+    return (ContractError, ConfigError, RegistryError, ValueError, FileNotFoundError)
+
+
+def _print_training(results: list[dict]) -> None:
+    for r in results:
+        typer.echo(f"\n[{r['point']}] {r['headline']}")
+        typer.echo(
+            f"  model:    {r['model_dir']} ({'champion' if r['promoted'] else 'not promoted: ' + r['promotion']})"
+        )
+
+
+def _print_scoring(results: list[dict]) -> None:
+    for r in results:
+        t = r["tiers"]
+        typer.echo(
+            f"\n[{r['point']}] scored {r['n_students']} students of {', '.join(r['cohorts'])}: "
+            f"{t['high']} high, {t['medium']} medium, {t['low']} low risk"
+        )
+        if r["n_unseen_category_values"]:
+            typer.echo(f"  unseen categories (scored as unknown): {json.dumps(r['unseen_categories'])}")
+        typer.echo(f"  scores:   {r['store']} (table `scores`)\n  export:   {r['export']}")
+
+
+def _finish_reports(out: list[dict], strict: bool) -> None:
+    """Print the reports; with --strict, exit 3 when any crossed its warning threshold."""
+    _print_reports(out)
+    if strict and any(r["warning"] for r in out):
+        typer.secho("A report crossed its warning threshold (--strict).", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=3)
+
+
+def _print_reports(results: list[dict]) -> None:
+    for r in results:
+        typer.echo(f"\n[{r['cohort']} {r.get('report', '')}] {r['verdict']}\n  report:   {r['html']}")
+    if results:
+        typer.echo(f"\nAll reports: {Path(results[0]['html']).parents[3] / 'index.html'}")
+
+
+@app.command()
+def demo(
+    home: HomeOpt = None,
+    students: Annotated[int, typer.Option(help="Students per cohort.")] = 3000,
+    seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
+) -> None:
+    """Run the whole yearly job on built-in demo data: 6 past cohorts and a drifted new intake."""
+    _env()
+    from risk_model.config import Settings
+    from risk_model.demo import example_config, make_demo
+
+    settings = Settings(home=home) if home else Settings()
+    data_dir = settings.home / "demo"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    d = make_demo(n_per_cohort=students, seed=seed)
+    cohort = d.intake.cohort.iloc[0]
+    paths = {
+        "history": data_dir / "history.csv",
+        "intake": data_dir / f"intake-{cohort}.csv",
+        "outcomes": data_dir / f"outcomes-{cohort}.csv",
+    }
+    d.history.to_csv(paths["history"], index=False)
+    d.intake.to_csv(paths["intake"], index=False)
+    d.outcomes.to_csv(paths["outcomes"], index=False)
+    typer.echo(
+        f"Demo data: {len(d.history)} past students ({d.history.cohort.nunique()} cohorts), "
+        f"{len(d.intake)} new students in {cohort}, in {data_dir}"
+    )
+    from flows.pipeline import yearly_flow
+
+    demo_config = example_config("demo")
+    try:
+        out = yearly_flow(str(demo_config), str(paths["history"]), str(paths["intake"]), home=str(settings.home))
+    except _known_errors() as exc:
+        _fail(exc)
+    _print_training(out["train"])
+    _print_scoring(out["score"])
+    _print_reports(out["report"])
+    typer.echo(f"\nA year later the real outcomes of {cohort} arrive ({paths['outcomes']}):")
+    from flows.pipeline import outcomes_flow
+
+    try:
+        later = outcomes_flow(
+            str(demo_config), str(paths["outcomes"]), str(settings.home), str(cohort), str(paths["intake"])
+        )
+    except _known_errors() as exc:
+        _fail(exc)
+    _print_reports(later)
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path, typer.Argument(exists=True, help="Past cohorts with outcomes: CSV/Parquet, or a raw-source folder.")
+    ],
+    config: ConfigOpt,
+    home: HomeOpt = None,
+    force: Annotated[bool, typer.Option(help="Make the new model champion even if it validates worse.")] = False,
+    cohort: Annotated[
+        list[str] | None, typer.Option("--cohort", help="Train only on these cohorts (repeat the option); default all.")
+    ] = None,
+) -> None:
+    """Train a model on past cohorts, validate it on cohorts it never saw, and register it."""
+    _env()
+    from flows.pipeline import train_flow
+
+    try:
+        _print_training(train_flow(str(config), str(data), _home(home), force, cohort or None))
+    except _known_errors() as exc:
+        _fail(exc)
+
+
+@app.command()
+def score(
+    data: Annotated[
+        Path, typer.Argument(exists=True, help="The new intake, without outcomes: CSV/Parquet, or a raw-source folder.")
+    ],
+    config: ConfigOpt,
+    home: HomeOpt = None,
+    cohort: CohortOpt = None,
+    factors: Annotated[bool, typer.Option(help="Compute each student's top contributing factors.")] = True,
+) -> None:
+    """Score a new intake with the champion model and store the scores for advising tools."""
+    _env()
+    from flows.pipeline import score_flow
+
+    try:
+        _print_scoring(score_flow(str(config), str(data), _home(home), cohort, factors))
+    except _known_errors() as exc:
+        _fail(exc)
+
+
+@app.command()
+def report(
+    data: Annotated[Path, typer.Argument(exists=True, help="The scored intake (same file you scored).")],
+    config: ConfigOpt,
+    home: HomeOpt = None,
+    cohort: CohortOpt = None,
+    strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
+) -> None:
+    """Write the HTML reports comparing the new intake with the training cohorts."""
+    _env()
+    from flows.pipeline import report_flow
+
+    try:
+        out = report_flow(str(config), str(data), _home(home), cohort)
+    except _known_errors() as exc:
+        _fail(exc)
+    _finish_reports(out, strict)
+
+
+@app.command()
+def outcomes(
+    data: Annotated[
+        Path, typer.Argument(exists=True, help="Real outcomes of a scored cohort: id, cohort and outcome columns.")
+    ],
+    config: ConfigOpt,
+    home: HomeOpt = None,
+    cohort: CohortOpt = None,
+    intake: Annotated[
+        Path | None,
+        typer.Option(exists=True, help="The scored intake file: also rebuild the fairness report on real outcomes."),
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
+) -> None:
+    """Record the real outcomes of a scored cohort and report how the model really did vs. its promise."""
+    _env()
+    from flows.pipeline import outcomes_flow
+
+    try:
+        out = outcomes_flow(str(config), str(data), _home(home), cohort, str(intake) if intake else None)
+    except _known_errors() as exc:
+        _fail(exc)
+    _finish_reports(out, strict)
+
+
+@app.command()
+def deploy(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Settings file (TOML) (env STUDENT_RISK_DEPLOY_CONFIG_PATH).")
+    ] = None,
+    history: Annotated[
+        Path | None, typer.Option(help="Past cohorts with outcomes (env STUDENT_RISK_DEPLOY_HISTORY_PATH).")
+    ] = None,
+    intake: Annotated[
+        Path | None, typer.Option(help="The intake to score each year (env STUDENT_RISK_DEPLOY_INTAKE_PATH).")
+    ] = None,
+    outcomes: Annotated[
+        Path | None, typer.Option(help="Real outcomes, when they arrive (env STUDENT_RISK_DEPLOY_OUTCOMES_PATH).")
+    ] = None,
+    cohort: CohortOpt = None,
+    pool: Annotated[
+        str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")
+    ] = None,
+    yearly_cron: Annotated[
+        str | None, typer.Option(help="Yearly run, cron (env STUDENT_RISK_DEPLOY_YEARLY_CRON, default '0 6 1 9 *').")
+    ] = None,
+    term_cron: Annotated[
+        str | None, typer.Option(help="Optional per-term scoring, cron (env STUDENT_RISK_DEPLOY_TERM_CRON).")
+    ] = None,
+) -> None:
+    """Register the yearly job (and train, score, report) as scheduled deployments on the Prefect server
+    at PREFECT_API_URL (with PREFECT_API_AUTH_STRING). Run it again after changing a setting: deployments are
+    updated in place. Runs write to the worker's STUDENT_RISK_HOME; a run cannot choose another folder."""
+    _env()
+    from flows.settings import DeploySettings
+
+    given = {
+        "config_path": config,
+        "history_path": history,
+        "intake_path": intake,
+        "outcomes_path": outcomes,
+        "cohort": cohort,
+        "work_pool": pool,
+        "yearly_cron": yearly_cron,
+        "term_cron": term_cron,
+    }
+    settings = DeploySettings(**{k: v for k, v in given.items() if v is not None})
+    from flows.deploy import register
+
+    try:
+        ids = register(settings)
+    except _known_errors() as exc:
+        _fail(exc)
+    for name in ids:
+        typer.echo(f"deployed  {name}")
+    typer.echo(
+        f"\nYearly run: cron '{settings.yearly_cron}' ({settings.timezone})"
+        + (f"; per-term scoring: cron '{settings.term_cron}'" if settings.term_cron else "")
+    )
+    typer.echo(
+        f"Start a worker:  student-risk worker --pool {settings.work_pool}\n"
+        f"Run it now:      prefect deployment run 'yearly/{settings.name}'"
+    )
+
+
+@app.command()
+def worker(
+    pool: Annotated[
+        str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")
+    ] = None,
+    home: HomeOpt = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many flow runs at once.")] = None,
+    healthcheck: Annotated[
+        bool, typer.Option(help="Serve GET /health on PREFECT_WORKER_WEBSERVER_PORT (8080).")
+    ] = False,
+) -> None:
+    """Start a Prefect worker that runs the deployed flows (`prefect worker start --type process`)."""
+    _env()
+    from flows.deploy import ensure_work_pool, exec_worker
+    from flows.settings import DeploySettings
+    from risk_model.config import Settings
+
+    name = pool or DeploySettings().work_pool
+    try:
+        ensure_work_pool(name)  # (re)locks its job template: a run cannot override the command
+    except _known_errors() as exc:
+        _fail(exc)
+    exec_worker(name, home or Settings().home, limit, healthcheck)
+
+
+keys_app = typer.Typer(help="API keys of the advising API: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store(home: Path | None):
+    from risk_model import store
+    from risk_model.config import Settings
+
+    settings = Settings(home=home) if home else Settings()
+    url = settings.resolved_store_url
+    if url.startswith("sqlite"):  # the CLI's embedded store; a server database is migrated by `db upgrade`
+        store.upgrade(url)
+    return store.connect(url)
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option(help="read (stored scores), score (score new records) or admin (both).")],
+    name: Annotated[str, typer.Option(help="Who uses the key, e.g. case-management.")],
+    home: HomeOpt = None,
+) -> None:
+    """Create a key. It is printed once and stored only as a hash: keep it in the tool's secrets."""
+    from api import keys
+
+    try:
+        key, secret = keys.create_key(_key_store(home), name=name, scope=scope)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(f"Key {key.id} ({key.name}, scope {key.scope}) created. Send it as the X-API-Key header:\n{secret}")
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOpt = None) -> None:
+    """List keys (never the keys themselves)."""
+    from api import keys
+
+    for k in keys.list_keys(_key_store(home)):
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.id:>4}  {k.prefix}…  {k.scope:<6} {k.name:<30} created {k.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="The key's id (see `keys list`).")], home: HomeOpt = None
+) -> None:
+    """Revoke a key: the API refuses it within api_key_cache_seconds (default 10 s)."""
+    from api import keys
+
+    try:
+        k = keys.revoke_key(_key_store(home), key_id)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(f"Key {k.id} ({k.name}) revoked.")
+
+
+db_app = typer.Typer(help="The score store's schema: migrate it (a deploy step) or show its revision.")
+app.add_typer(db_app, name="db", no_args_is_help=True)
+
+
+def _store_url(home: Path | None) -> str:
+    from risk_model.config import Settings
+
+    return (Settings(home=home) if home else Settings()).resolved_store_url
+
+
+def _upgrade(url: str) -> None:
+    from risk_model import store
+
+    try:
+        revision = store.upgrade(url)
+    except store.StoreError as exc:
+        _fail(exc)
+    typer.echo(f"Score store at schema revision {revision} (head).")
+
+
+@db_app.command("upgrade")
+def db_upgrade(home: HomeOpt = None) -> None:
+    """Migrate the score store (STUDENT_RISK_STORE_URL) to the newest schema, once, under a lock.
+    Run it before the worker and the API start; they refuse a store that is behind."""
+    _upgrade(_store_url(home))
+
+
+@db_app.command("current")
+def db_current(home: HomeOpt = None) -> None:
+    """Show the score store's schema revision and whether it is the newest; exit 1 when behind."""
+    from risk_model import store
+
+    try:
+        found, head = store.revisions(_store_url(home))
+    except store.StoreError as exc:
+        _fail(exc)
+    typer.echo(f"{found or 'none (empty store)'} ({'head' if found == head else f'behind: head is {head}'})")
+    if found != head:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    home: HomeOpt = None,
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (env STUDENT_RISK_API_HOST; default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env STUDENT_RISK_API_PORT; default 8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Processes (env STUDENT_RISK_API_WORKERS; default 1).")] = None,
+) -> None:
+    """Serve the advising API (scores over HTTP, OpenAPI at /docs) with uvicorn."""
+    import uvicorn
+
+    from api.settings import ApiSettings
+
+    if home:
+        os.environ["STUDENT_RISK_HOME"] = str(home)  # the worker processes read their settings from the environment
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # concurrency comes from requests; no OpenMP oversubscription
+    settings = ApiSettings()
+    if os.environ.get("STUDENT_RISK_API_MIGRATE", "").strip().lower() in {"1", "true", "yes"}:
+        _upgrade(settings.resolved_store_url)
+    uvicorn.run(
+        "api.app:app_from_env",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_level="info",
+        access_log=False,  # request paths carry student ids; the audit table records lookups instead
+    )
+
+
+def main() -> None:
+    sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

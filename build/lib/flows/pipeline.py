@@ -1,0 +1,273 @@
+"""The yearly job as Prefect 3 flows: train, score, report, and yearly (all three).
+
+They run with no Prefect server configured (Prefect starts a temporary local one) and
+against a server when PREFECT_API_URL is set. Headline metrics and report paths are
+published as artifacts.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from flows.settings import run_settings
+from reports import build
+from risk_model import jobs
+from risk_model.config import Config, Settings, load_config
+
+
+def _setup(config_path: str, home: str | None) -> tuple[Config, Settings]:
+    settings = run_settings(home)
+    return load_config(config_path), settings
+
+
+def _log():
+    return get_run_logger().info
+
+
+class ThresholdCrossed(RuntimeError):
+    """A report crossed its warning threshold (e.g. intake drift): the deployed run ends Failed, visibly."""
+
+
+def _retry_on_io(task, task_run, state) -> bool:
+    """Retry a transient I/O error (network share, busy disk); a bad file or path fails at once."""
+    try:
+        state.result()
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on_io)
+def validate_task(config: Config, path: str, stage: str, point: str, cohorts: list[str] | None):
+    return jobs.prepare(config, path, stage=stage, point=point, cohorts=cohorts)
+
+
+@task(name="train-and-register", cache_policy=NO_CACHE)
+def train_task(settings: Settings, config: Config, df, point: str, force: bool) -> dict:
+    return jobs.train_and_register(settings, config, df, point=point, force=force, progress=_log())
+
+
+@task(name="score-and-store", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def score_task(settings: Settings, config: Config, df, point: str, factors: bool) -> dict:
+    return jobs.score_and_store(settings, config, df, point=point, factors=factors, progress=_log())
+
+
+@task(name="intake-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on_io)
+def intake_report_task(settings: Settings, config: Config, df, point: str) -> dict:
+    return build.intake_report(settings, config, df, point=point)
+
+
+@task(name="record-outcomes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def record_outcomes_task(settings: Settings, config: Config, df) -> dict:
+    return jobs.record_outcomes(settings, config, df)
+
+
+@task(name="has-outcomes", cache_policy=NO_CACHE)
+def has_outcomes_task(settings: Settings, cohort: str) -> bool:
+    return build.has_outcomes(settings, cohort)
+
+
+@task(name="outcomes-report", cache_policy=NO_CACHE)
+def outcomes_report_task(settings: Settings, config: Config, cohort: str, point: str) -> dict:
+    return build.outcomes_report(settings, config, cohort, point=point)
+
+
+@task(name="generalization-report", cache_policy=NO_CACHE)
+def generalization_report_task(
+    settings: Settings, config: Config, cohort: str, point: str, outcomes: dict | None
+) -> dict:
+    return build.generalization_report(settings, config, cohort, point=point, outcomes=outcomes)
+
+
+@task(name="fairness-report", cache_policy=NO_CACHE)
+def fairness_report_task(settings: Settings, config: Config, df, point: str) -> dict:
+    return build.fairness_report(settings, config, df, point=point)
+
+
+@task(name="index", cache_policy=NO_CACHE)
+def index_task(settings: Settings) -> dict:
+    return build.rebuild_index(settings)
+
+
+def _with_warning(out: list[dict], data=None):
+    """The flow's end state: "Warning" (type Completed) when a report crossed its threshold.
+
+    A named state shows as "Warning" on the run in the UI and emits the event
+    `prefect.flow-run.Warning`, which an automation can match to notify someone; the run is
+    not Failed because the reports were written. Callers still receive `out`."""
+    from prefect.states import Completed
+
+    crossed = [r for r in out if r["warning"]]
+    if not crossed:
+        return out if data is None else data
+    message = f"{len(crossed)} report(s) crossed a warning threshold: " + " | ".join(r["verdict"] for r in crossed)
+    return Completed(name="Warning", message=message[:2000], data=out if data is None else data)
+
+
+def _publish_reports(out: list[dict], index: dict) -> None:
+    create_markdown_artifact(
+        key="reports",
+        markdown=f"**{index['verdict']}**\n\n"
+        + "\n".join(
+            f"- {'⚠️ ' if r['warning'] else ''}[{r['cohort']} {r['model_version']} {r['report']}] {r['verdict']}  \n  `{r['html']}`"
+            for r in out
+        ),
+    )
+    for r in out:
+        if r["warning"]:
+            get_run_logger().warning(r["verdict"])
+
+
+def _publish_training(summaries: list[dict]) -> None:
+    rows = [
+        {
+            k: s[k]
+            for k in (
+                "point",
+                "version",
+                "verdict",
+                "train_auc",
+                "cv_auc",
+                "validation_auc",
+                "logistic_auc",
+                "promoted",
+            )
+        }
+        for s in summaries
+    ]
+    create_table_artifact(
+        key="training-metrics", table=rows, description="Train vs. validation AUC per prediction point"
+    )
+    create_markdown_artifact(
+        key="training-verdict",
+        markdown="\n\n".join(f"**{s['point']}** ({s['version']}): {s['headline']}" for s in summaries),
+    )
+
+
+@flow(name="train")
+def train_flow(
+    config_path: str, history_path: str, home: str | None = None, force: bool = False, cohorts: list[str] | None = None
+) -> list[dict]:
+    """Train one model per prediction point on past cohorts (all in the file, or `cohorts`);
+    promote each if good enough."""
+    config, settings = _setup(config_path, home)
+    out = []
+    for point in config.points:
+        df = validate_task(config, history_path, "train", point, cohorts)
+        out.append(train_task(settings, config, df, point, force))
+    _publish_training(out)
+    return out
+
+
+@flow(name="score")
+def score_flow(
+    config_path: str, intake_path: str, home: str | None = None, cohort: str | None = None, factors: bool = True
+) -> list[dict]:
+    """Score a new intake with each point's champion and store the scores."""
+    config, settings = _setup(config_path, home)
+    cohorts = [cohort] if cohort else None
+    out = []
+    for point in config.points:
+        df = validate_task(config, intake_path, "score", point, cohorts)
+        out.append(score_task(settings, config, df, point, factors))
+    create_table_artifact(
+        key="scoring-summary",
+        table=[
+            {
+                "point": s["point"],
+                "students": s["n_students"],
+                **s["tiers"],
+                "unseen_categories": s["n_unseen_category_values"],
+            }
+            for s in out
+        ],
+    )
+    return out
+
+
+@flow(name="report")
+def report_flow(
+    config_path: str, intake_path: str, home: str | None = None, cohort: str | None = None, fail_on_drift: bool = False
+) -> list[dict]:
+    """Build the reports for each point: intake drift, generalization, fairness, and outcomes when the
+    cohort's real outcomes are recorded; then the index. The run ends in a "Warning" state when a report
+    crosses its threshold (with `fail_on_drift`, as deployed: Failed once the reports are written)."""
+    config, settings = _setup(config_path, home)
+    cohorts = [cohort] if cohort else None
+    out = []
+    for point in config.points:
+        df = validate_task(config, intake_path, "score", point, cohorts)
+        intake = intake_report_task(settings, config, df, point)
+        outcomes = (
+            outcomes_report_task(settings, config, intake["cohort"], point)
+            if has_outcomes_task(settings, intake["cohort"])
+            else None
+        )
+        out += [intake, *([outcomes] if outcomes else [])]
+        out.append(generalization_report_task(settings, config, intake["cohort"], point, outcomes))
+        out.append(fairness_report_task(settings, config, df, point))
+    _publish_reports(out, index_task(settings))
+    crossed = [r for r in out if r["warning"]]
+    if fail_on_drift and crossed:
+        raise ThresholdCrossed(
+            "; ".join(f"{r['cohort']}: {r['verdict']} (report: {r['html']})" for r in crossed)
+            + ". Scores are stored; review the report before advisors act on them."
+        )
+    return _with_warning(out)
+
+
+@flow(name="outcomes")
+def outcomes_flow(
+    config_path: str,
+    outcomes_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
+    intake_path: str | None = None,
+) -> list[dict]:
+    """Record the real outcomes of a scored cohort, then report real performance vs. the promise and
+    generalization (and fairness on real outcomes, given the intake file); rebuild the index. Ends in a
+    "Warning" state when performance dropped."""
+    config, settings = _setup(config_path, home)
+    df = validate_task(config, outcomes_path, "outcomes", config.points[0], [cohort] if cohort else None)
+    recorded = record_outcomes_task(settings, config, df)
+    out = []
+    for c in recorded["cohorts"]:
+        for point in config.points:
+            outcomes = outcomes_report_task(settings, config, c, point)
+            out += [outcomes, generalization_report_task(settings, config, c, point, outcomes)]
+            if intake_path:
+                out.append(
+                    fairness_report_task(
+                        settings, config, validate_task(config, intake_path, "score", point, [c]), point
+                    )
+                )
+    _publish_reports(out, index_task(settings))
+    return _with_warning(out)
+
+
+@flow(name="yearly")
+def yearly_flow(
+    config_path: str,
+    history_path: str,
+    intake_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
+    force: bool = False,
+    fail_on_drift: bool = False,
+    train_cohorts: list[str] | None = None,
+) -> dict:
+    """The whole yearly job: train on past cohorts (all in `history_path`, or `train_cohorts`),
+    score the new intake, write the reports."""
+    out = {
+        "train": train_flow(config_path, history_path, home, force, train_cohorts),
+        "score": score_flow(config_path, intake_path, home, cohort),
+        "report": report_flow(config_path, intake_path, home, cohort, fail_on_drift),
+    }
+    return _with_warning(out["report"], data=out)

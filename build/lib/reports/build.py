@@ -1,0 +1,234 @@
+"""Report jobs: gather what a report needs from the registry and the store, then build it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from risk_model import store
+from risk_model.config import Config, Settings
+from risk_model.registry import Bundle, Registry
+
+
+def report_dir(settings: Settings, cohort: str, point: str, version: str) -> Path:
+    return settings.reports_dir / str(cohort) / point / version
+
+
+def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, point: str = "default") -> dict:
+    """Drift of a scored intake against the training reference of the model that scored it."""
+    from reports.intake import build_intake_report
+
+    c = config.dataset
+    cohort = _cohort_of(config, intake)
+    scores, _ = _scored(settings, cohort, point)
+    bundle = _scoring_bundle(settings, config, scores, point)
+    current = intake.merge(
+        scores[["student_id", "probability"]].rename(columns={"probability": "risk"}),
+        left_on=c.id_column,
+        right_on="student_id",
+        how="inner",
+    )
+    return build_intake_report(
+        bundle.reference(),
+        current,
+        c,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        model_version=bundle.version,
+        validation_auc=bundle.metadata["summary"]["validation_auc"],
+    )
+
+
+def _cohort_of(config: Config, df: pd.DataFrame) -> str:
+    cohorts = sorted(df[config.dataset.cohort_column].astype(str).unique())
+    if len(cohorts) != 1:
+        raise ValueError(f"a report covers one cohort; this table has {cohorts}: pass --cohort")
+    return cohorts[0]
+
+
+def _read(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A cohort's scores (student_id, probability, tier, model_version) and outcomes (student_id, at_risk).
+
+    Only the columns reports use: skipping the per-student factors keeps a million rows quick."""
+    from sqlalchemy import select
+
+    s, o = store.scores, store.outcomes
+    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
+        scores = pd.DataFrame(
+            conn.execute(
+                select(s.c.student_id, s.c.probability, s.c.tier, s.c.model_version).where(
+                    s.c.cohort == cohort, s.c.point == point
+                )
+            ).all(),
+            columns=["student_id", "probability", "tier", "model_version"],
+        )
+        outcomes = pd.DataFrame(
+            conn.execute(select(o.c.student_id, o.c.at_risk).where(o.c.cohort == cohort)).all(),
+            columns=["student_id", "at_risk"],
+        )
+    return scores, outcomes
+
+
+def _scored(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    scores, outcomes = _read(settings, cohort, point)
+    if scores.empty:
+        raise ValueError(f"cohort {cohort} has no scores for point {point!r}: run `student-risk score` first")
+    return scores, outcomes
+
+
+def _scoring_bundle(settings: Settings, config: Config, scores: pd.DataFrame, point: str) -> Bundle:
+    """The model version that scored this cohort (not necessarily today's champion)."""
+    version = str(scores["model_version"].iloc[0])
+    return Registry(settings.registry_dir).load(version, point=point, contract=config.dataset)
+
+
+def _with_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Scored students with a real outcome (student_id, at_risk, risk, tier), and the coverage counts."""
+    merged = (
+        scores[["student_id", "probability", "tier"]]
+        .merge(outcomes[["student_id", "at_risk"]], on="student_id", how="inner")
+        .rename(columns={"probability": "risk"})
+    )
+    merged["at_risk"] = merged["at_risk"].astype(int)
+    coverage = {"n_scored": int(len(scores)), "n_outcomes": int(len(outcomes)), "n_matched": int(len(merged))}
+    return merged, coverage
+
+
+def has_outcomes(settings: Settings, cohort: str) -> bool:
+    """Whether real outcomes of `cohort` are recorded in the store."""
+    from sqlalchemy import select
+
+    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
+        return (
+            conn.execute(select(store.outcomes.c.id).where(store.outcomes.c.cohort == cohort).limit(1)).first()
+            is not None
+        )
+
+
+def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: str = "default") -> dict:
+    """Real performance of a scored cohort, once its outcomes are recorded, vs. what validation promised."""
+    from reports.outcomes import build_outcomes_report
+
+    scores, outcomes = _scored(settings, cohort, point)
+    if outcomes.empty:
+        raise ValueError(f"cohort {cohort} has no recorded outcomes: run `student-risk outcomes` first")
+    current, coverage = _with_outcomes(scores, outcomes)
+    if current.empty:
+        raise ValueError(f"none of the {len(outcomes)} recorded outcomes of cohort {cohort} matches a scored student")
+    bundle = _scoring_bundle(settings, config, scores, point)
+    high = current.loc[current["tier"] == "high", "risk"]
+    return build_outcomes_report(
+        current,
+        bundle.reference(),
+        bundle.metadata,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        point=point,
+        flag_threshold=float(high.min()) if len(high) else None,
+        coverage=coverage,
+    )
+
+
+def generalization_report(
+    settings: Settings, config: Config, cohort: str, *, point: str = "default", outcomes: dict | None = None
+) -> dict:
+    """Train vs. cross-validated vs. backtest (vs. the new cohort's real outcomes) for the model that scored `cohort`.
+
+    `outcomes`: the outcomes report's numbers, if just built (saves reading and measuring the cohort again)."""
+    from reports.generalization import build_generalization_report
+    from risk_model import evaluate
+    from risk_model.bootstrap import bootstrap_metrics
+
+    if outcomes is not None:  # the outcomes report already measured this cohort: reuse its numbers
+        bundle = Registry(settings.registry_dir).load(outcomes["model_version"], point=point, contract=config.dataset)
+        real = outcomes["real"]
+        metrics = {m: v["value"] for m, v in real.items()} | {
+            "n": outcomes["n_students"],
+            "base_rate": outcomes["base_rate"],
+        }
+        new = {"cohort": cohort, "metrics": metrics, "low": real["roc_auc"]["low"], "high": real["roc_auc"]["high"]}
+    else:
+        scores, recorded = _scored(settings, cohort, point)
+        bundle = _scoring_bundle(settings, config, scores, point)
+        new = None
+        current = _with_outcomes(scores, recorded)[0] if not recorded.empty else None
+        if current is not None and current["at_risk"].nunique() == 2:
+            k = float(bundle.metadata.get("top_k_percent", config.training.top_k_percent))
+            m = evaluate.metrics(current["at_risk"].to_numpy(), current["risk"].to_numpy(), k)
+            sample = current.sample(min(len(current), config.reports.max_rows), random_state=0)
+            ci = bootstrap_metrics(
+                sample["at_risk"].to_numpy(), sample["risk"].to_numpy(), k_percent=k, n_boot=config.reports.bootstrap
+            )["metrics"]["roc_auc"]
+            shift = m["roc_auc"] - ci["value"]
+            new = {"cohort": cohort, "metrics": m, "low": ci["low"] + shift, "high": ci["high"] + shift}
+    return build_generalization_report(
+        bundle.metadata,
+        config.training,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        point=point,
+        new=new,
+    )
+
+
+def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *, point: str = "default") -> dict:
+    """Per-group metrics for the sensitive columns: on the cohort's real outcomes when recorded, else on the
+    training reference (out-of-fold risk)."""
+    from reports.fairness import build_fairness_report
+    from risk_model.score import tiers
+
+    c, s = config.dataset, config.scoring
+    cohort = _cohort_of(config, intake)
+    scores, recorded = _scored(settings, cohort, point)
+    bundle = _scoring_bundle(settings, config, scores, point)
+    if s.tier_mode == "capacity":
+        flag_rule = f"in the high-risk tier (the {s.high_share:.0%} highest-risk students of their cohort)"
+    else:
+        flag_rule = f"in the high-risk tier (predicted risk at least {s.high_threshold:.0%})"
+    sensitive = [col for col in c.sensitive_columns if col in intake.columns]
+    current = None
+    if not recorded.empty:
+        current, _ = _with_outcomes(scores, recorded)
+        current = current.merge(
+            intake[[c.id_column, *sensitive]].astype({c.id_column: str}),
+            left_on="student_id",
+            right_on=c.id_column,
+            how="inner",
+        )
+    if current is not None and len(current) and current["at_risk"].nunique() == 2:
+        frame = current.assign(flagged=current["tier"] == "high")[["at_risk", "risk", "flagged", *sensitive]]
+        source = basis = f"cohort {cohort}'s real outcomes"
+    else:
+        ref = bundle.reference()
+        flagged = pd.Series(False, index=ref.index)
+        for _, idx in ref.groupby(c.cohort_column).groups.items():
+            flagged.loc[idx] = tiers(ref.loc[idx, "risk"].to_numpy(), s) == "high"
+        frame = ref.assign(flagged=flagged.to_numpy())[["at_risk", "risk", "flagged", *sensitive]]
+        source = (
+            f"the training cohorts ({', '.join(bundle.metadata['training_cohorts'])}) with out-of-fold risk, "
+            f"because cohort {cohort} has no real outcomes yet"
+        )
+        basis = f"training cohorts; {cohort} has no real outcomes yet"
+    return build_fairness_report(
+        frame,
+        c,
+        config.reports,
+        report_dir(settings, cohort, point, bundle.version),
+        cohort=cohort,
+        model_version=bundle.version,
+        point=point,
+        source=source,
+        basis=basis,
+        flag_rule=flag_rule,
+    )
+
+
+def rebuild_index(settings: Settings) -> dict:
+    """Rewrite reports_dir/index.html from the reports on disk."""
+    from reports.index import build_index
+
+    return build_index(settings.reports_dir)

@@ -1,0 +1,261 @@
+"""Typed settings: the dataset contract and the knobs of training, scoring and reports.
+
+One TOML file holds everything about a dataset and how to model it (see
+`risk_model/examples/demo.toml`); where runtime output goes and which score store to use are
+deployment settings read from the environment (`STUDENT_RISK_*`) or CLI options.
+Built once at an edge (CLI, flow, API) and passed down; nothing here reads files at import.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A settings file that cannot be used, with what to fix."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetContract(_Frozen):
+    """What the input files look like and what each column is for."""
+
+    id_column: str
+    cohort_column: str
+    cohort_order: list[str] | None = Field(
+        default=None,
+        description="Cohorts oldest first. When omitted, cohorts sort naturally "
+        "(2019 < 2020; 2013B < 2013J < 2014B) and any cohort is accepted.",
+    )
+    outcome_column: str
+    at_risk_values: list[str] = Field(min_length=1)
+    outcome_values: list[str] | None = Field(
+        default=None, description="Every allowed outcome value; others are rejected."
+    )
+    numeric_features: list[str] = []
+    categorical_features: list[str] = []
+    sensitive_columns: list[str] = []
+    sensitive_as_features: list[str] = Field(
+        default=[], description="Sensitive columns the model may also use as features."
+    )
+    drop_columns: list[str] = []
+    monotone: dict[str, Literal[-1, 1]] = Field(
+        default={},
+        description="Numeric features whose effect on risk may only go one way: 1 = more never lowers "
+        "risk, -1 = more never raises it. Keeps the model believable to advisors.",
+    )
+    feature_labels: dict[str, str] = Field(default={}, description="Plain-words label per feature, shown to advisors.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DatasetContract:
+        features = self.numeric_features + self.categorical_features
+        if not features and not self.sensitive_as_features:
+            raise ValueError("the contract names no feature: list numeric_features or categorical_features")
+        roles = {
+            "id_column": [self.id_column],
+            "cohort_column": [self.cohort_column],
+            "outcome_column": [self.outcome_column],
+            "numeric_features": self.numeric_features,
+            "categorical_features": self.categorical_features,
+            "sensitive_columns": self.sensitive_columns,
+            "drop_columns": self.drop_columns,
+        }
+        seen: dict[str, str] = {}
+        for role, cols in roles.items():
+            for col in cols:
+                if col in seen:
+                    raise ValueError(f"column {col!r} is listed under both {seen[col]} and {role}: keep one")
+                seen[col] = role
+        bad_mono = [c for c in self.monotone if c not in self.numeric_features]
+        if bad_mono:
+            raise ValueError(f"monotone names {bad_mono}, which are not numeric_features")
+        stray = [c for c in self.sensitive_as_features if c not in self.sensitive_columns]
+        if stray:
+            raise ValueError(f"sensitive_as_features names {stray}, which are not in sensitive_columns")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        """Model inputs, in a fixed order: numeric, categorical, then permitted sensitive ones."""
+        return self.numeric_features + self.categorical_features + list(self.sensitive_as_features)
+
+    @property
+    def categorical(self) -> list[str]:
+        return self.categorical_features + list(self.sensitive_as_features)
+
+    def label(self, feature: str) -> str:
+        return self.feature_labels.get(feature, feature.replace("_", " "))
+
+    def cohort_key(self, cohort: str) -> tuple:
+        """Sort key of a cohort: its place in `cohort_order`, else a natural sort."""
+        if self.cohort_order is not None:
+            return (self.cohort_order.index(cohort),)
+        # (0, number) or (1, text) per part, so "2019" and "A1" still compare
+        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|\D+", str(cohort)))
+
+    def sort_cohorts(self, cohorts) -> list[str]:
+        return sorted({str(c) for c in cohorts}, key=self.cohort_key)
+
+
+class TrainingConfig(_Frozen):
+    """How models are chosen, validated and judged."""
+
+    top_k_percent: float = Field(10.0, gt=0, le=100, description="Advisors reach this share of students.")
+    seed: int = 42
+    max_trees: int = Field(2000, ge=10)
+    early_stopping_rounds: int = Field(50, ge=5)
+    learning_rate: float = 0.05
+    param_grid: list[dict[str, bool | int | float | str]] = Field(
+        default=[
+            {"num_leaves": 4, "min_data_in_leaf": 100, "lambda_l2": 10.0},
+            {"num_leaves": 8, "min_data_in_leaf": 50, "lambda_l2": 5.0},
+            {"num_leaves": 16, "min_data_in_leaf": 40, "lambda_l2": 1.0},
+            {"num_leaves": 32, "min_data_in_leaf": 20, "lambda_l2": 1.0},
+        ],
+        description="LightGBM parameter sets tried; the one with the best cohort-grouped CV AUC wins.",
+    )
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    num_threads: int = Field(
+        0,
+        ge=0,
+        description="LightGBM threads; 0 = one thread below 100k rows (faster there, and immune to "
+        "busy cores), all cores above.",
+    )
+    overfit_gap: float = Field(0.08, description="Train AUC minus validation AUC above this: overfits.")
+    underfit_auc: float = Field(0.65, description="Train AUC below this: underfits.")
+    reference_sample: int = Field(20_000, ge=100, description="Rows kept with the model as the drift reference.")
+
+
+class ScoringConfig(_Frozen):
+    """How probabilities become tiers and explanations."""
+
+    tier_mode: Literal["capacity", "threshold"] = "capacity"
+    high_share: float = Field(0.10, gt=0, lt=1, description="capacity mode: top share of the cohort tiered high.")
+    medium_share: float = Field(0.25, gt=0, lt=1, description="capacity mode: top share tiered high or medium.")
+    high_threshold: float = Field(0.5, gt=0, lt=1, description="threshold mode: probability for high.")
+    medium_threshold: float = Field(0.3, gt=0, lt=1, description="threshold mode: probability for medium.")
+    n_factors: int = Field(3, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _order(self) -> ScoringConfig:
+        if self.medium_share < self.high_share:
+            raise ValueError("medium_share is cumulative (high + medium) and must be >= high_share")
+        if self.medium_threshold > self.high_threshold:
+            raise ValueError("medium_threshold must be <= high_threshold")
+        return self
+
+
+class ReportConfig(_Frozen):
+    """Thresholds at which reports raise a warning."""
+
+    drift_share: float = Field(0.3, gt=0, le=1, description="Share of drifted features that means dataset drift.")
+    drift_threshold: float | None = Field(None, description="Per-column test threshold; Evidently's default if empty.")
+    prediction_drift_threshold: float = Field(0.1, description="Wasserstein distance (normed) of predicted risk.")
+    performance_drop: float = Field(0.05, description="Real AUC this far below validation: a drop.")
+    max_rows: int = Field(50_000, ge=1000, description="Rows per side above which reports sample.")
+    min_group_size: int = Field(30, ge=1, description="Fairness groups smaller than this are merged or hidden.")
+    bootstrap: int = Field(200, ge=10)
+    calibration_bins: int = Field(
+        10, ge=2, le=50, description="Groups of equal size by predicted risk in calibration curves."
+    )
+    fairness_gap: float = Field(
+        0.10,
+        gt=0,
+        le=1,
+        description="A between-group difference in ROC AUC, TPR or FPR above this (and beyond chance): a gap to review.",
+    )
+    calibration_gap: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="Two groups whose calibration error (observed rate minus mean predicted risk) differs by more than "
+        "this (beyond chance): a gap to review.",
+    )
+
+
+class SourceConfig(_Frozen):
+    """Where the student table comes from: a ready table, or raw files a source turns into one."""
+
+    kind: Literal["table", "oulad"] = "table"
+    prediction_days: list[int] = Field(
+        default=[],
+        description="Raw sources only: days from course start at which to predict; one model each.",
+    )
+
+
+class Config(_Frozen):
+    dataset: DatasetContract
+    source: SourceConfig = SourceConfig()
+    training: TrainingConfig = TrainingConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    reports: ReportConfig = ReportConfig()
+
+    @property
+    def points(self) -> list[str]:
+        """Prediction points: one champion model each (`default` for a ready table)."""
+        return [f"day{d}" for d in self.source.prediction_days] or ["default"]
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a settings file; a bad one fails with the file, the key and what is wrong."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: settings file not found. Pass --config with a TOML file like risk_model/examples/demo.toml."
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: the settings file has {exc.error_count()} problem(s):"]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  - [{where}] {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+class Settings(BaseSettings):
+    """Where output goes and which store holds scores (env `STUDENT_RISK_HOME`, `STUDENT_RISK_STORE_URL`,
+    `STUDENT_RISK_STORE_PASSWORD_FILE`: the password read from a file, never kept in the environment)."""
+
+    model_config = SettingsConfigDict(env_prefix="STUDENT_RISK_", extra="ignore")
+
+    home: Path = Field(Path("runtime"), description="Runtime folder: models, scores, reports, exports.")
+    store_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file in the runtime folder.")
+    store_password_file: Path | None = Field(
+        None, description="File holding the store's database password (a Docker secret), joined into store_url."
+    )
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def resolved_store_url(self) -> str:
+        if not self.store_url:
+            return f"sqlite:///{(self.home / 'scores.db').resolve()}"
+        if self.store_password_file is None:
+            return self.store_url
+        from sqlalchemy.engine import make_url
+
+        password = self.store_password_file.read_text().strip()
+        return make_url(self.store_url).set(password=password).render_as_string(hide_password=False)

@@ -1,0 +1,44 @@
+"""Turn a validated table into the model's input frame: the only place columns are shaped.
+
+Numeric features become float64; categorical ones become pandas categoricals with the
+levels seen in training, so a value never seen in training becomes missing (LightGBM
+sends missing values down its learned default branch) instead of failing.
+
+A numeric feature that was never missing in training has no learned branch for a missing
+value: LightGBM would read it as 0, an extreme value for most features (a whole module with
+no weighted score once scored at 0.94 risk). `missing_fill` records the training median of
+each such feature and `fill_unlearned` puts it in, so "unknown" reads as "typical".
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from risk_model.config import DatasetContract
+
+
+def category_levels(df: pd.DataFrame, contract: DatasetContract) -> dict[str, list[str]]:
+    """Sorted levels of each categorical feature, as learned from training data."""
+    return {col: sorted(df[col].dropna().astype(str).unique().tolist()) for col in contract.categorical}
+
+
+def build_features(df: pd.DataFrame, contract: DatasetContract, levels: dict[str, list[str]]) -> pd.DataFrame:
+    """Model input in the contract's feature order with fixed dtypes and category levels."""
+    X = pd.DataFrame(index=df.index)
+    for col in contract.numeric_features:
+        X[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for col in contract.categorical:
+        values = df[col].astype(object).where(df[col].notna(), None)
+        X[col] = pd.Categorical(values, categories=levels[col])
+    return X[contract.features]
+
+
+def missing_fill(X: pd.DataFrame, contract: DatasetContract) -> dict[str, float]:
+    """Training median of each numeric feature with no missing value in training."""
+    return {col: float(X[col].median()) for col in contract.numeric_features if X[col].notna().all()}
+
+
+def fill_unlearned(X: pd.DataFrame, fill: dict[str, float]) -> pd.DataFrame:
+    """Missing values of features never missing in training, as their training median."""
+    cols = [c for c in fill if c in X.columns and X[c].isna().any()]
+    return X.fillna({c: fill[c] for c in cols}) if cols else X

@@ -1,0 +1,570 @@
+"""The score store: SQLAlchemy 2, a SQLite file by default, PostgreSQL by URL.
+
+Writing a cohort's scores is one transaction that first deletes that cohort's previous
+scores for the same prediction point, so re-scoring replaces and a failure half-way
+leaves the store exactly as it was.
+
+The schema belongs to Alembic (`risk_model/migrations`): `upgrade` (`student-risk db upgrade`,
+a deploy step) brings a store up to date under a lock (a PostgreSQL advisory lock; a lock file
+beside a SQLite file), so two processes starting at once migrate it once; `connect` only checks
+the revision and refuses a store that is behind. The tables below mirror the migrations and
+queries are built from them; a test checks that the two agree.
+
+The API reads through the functions at the end, each one indexed query; on PostgreSQL a
+student lookup and its audit row are a single statement (one round trip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    column,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    literal,
+    or_,
+    select,
+    table,
+)
+from sqlalchemy.engine import make_url
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_PG_LOCK_KEY = 7_261_540_031  # any constant; every process migrating a database takes the same one
+
+metadata = MetaData()
+
+scores = Table(
+    "scores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cohort", String(64), nullable=False),
+    Column("point", String(64), nullable=False),
+    Column("student_id", String(128), nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("factors", JSON, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cohort", "point", "student_id", name="uq_scores_cohort_point_student"),
+    Index("ix_scores_student", "student_id", "scored_at"),
+    Index("ix_scores_cohort_rank", "cohort", "point", "rank"),
+)
+# keyset pagination "highest risk first, ties by student id", with and without a tier filter
+Index("ix_scores_cohort_risk", scores.c.cohort, scores.c.point, scores.c.probability.desc(), scores.c.student_id)
+Index(
+    "ix_scores_cohort_tier_risk",
+    scores.c.cohort,
+    scores.c.point,
+    scores.c.tier,
+    scores.c.probability.desc(),
+    scores.c.student_id,
+)
+
+score_runs = Table(
+    "score_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cohort", String(64), nullable=False),
+    Column("point", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("n_students", Integer, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cohort", "point", name="uq_score_runs_cohort_point"),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cohort", String(64), nullable=False),
+    Column("student_id", String(128), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("at_risk", Integer, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cohort", "student_id", name="uq_outcomes_cohort_student"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False),  # sha256 hex of the key; the key itself is never stored
+    Column("prefix", String(16), nullable=False),  # first characters, to tell keys apart in `keys list`
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("key_hash", name="uq_api_keys_hash"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("key_id", Integer, ForeignKey("api_keys.id", name="fk_audit_log_key"), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("student_id", String(128), nullable=False),
+    Column("cohort", String(64), nullable=True),
+    Column("point", String(64), nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_audit_log_student", "student_id", "at"),
+)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL: still atomic and consistent, no fsync per commit
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _async_commit(dbapi_conn, _record) -> None:
+    """Commits on this connection return before the WAL reaches disk (the audit rows)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("SET synchronous_commit TO off")
+    cur.close()
+    dbapi_conn.commit()
+
+
+PLACEHOLDER_PASSWORDS = frozenset({"change-me", "changeme", "password", "postgres", "secret"})
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as configured: a placeholder password, or a schema behind the code."""
+
+
+def _engine(url: str, *, serving: bool = False, durable_audit: bool = True) -> Engine:
+    password = make_url(url).password
+    if password is not None and str(password).strip().lower() in PLACEHOLDER_PASSWORDS:
+        raise StoreError(
+            f"The store's database password is the placeholder {str(password)!r}: set a real one "
+            "(docker/.env POSTGRES_PASSWORD, e.g. `openssl rand -hex 24`) before starting."
+        )
+    options: dict = {"pool_pre_ping": not serving}
+    if serving:
+        options["isolation_level"] = "AUTOCOMMIT"
+        if not url.startswith("sqlite"):
+            options.update(pool_size=5, max_overflow=5)  # + the lookup pool's 8: 18 connections per API worker
+    engine = create_engine(url, **options)
+    if engine.dialect.name == "sqlite":
+        if engine.url.database and engine.url.database != ":memory:":
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh runtime folder
+        event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql" and serving and not durable_audit:
+        event.listen(engine, "connect", _async_commit)
+    return engine
+
+
+def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> Engine:
+    """An engine for `url`, once its schema is at the newest migration (it does not migrate).
+
+    A store behind the code raises `StoreError` naming `student-risk db upgrade`, the deploy
+    step that migrates it once. A placeholder password (`change-me`) is refused.
+    `serving=True` tunes it for the API: statements autocommit (no BEGIN/COMMIT round
+    trips), no pre-ping per checkout (a dropped connection fails one request, then the
+    pool is refreshed), at most 10 connections.
+    With `durable_audit=False` a PostgreSQL commit does not wait for the WAL flush, so an
+    audit row written just before a database crash (the last few hundred ms) can be lost.
+    """
+    engine = _engine(url, serving=serving, durable_audit=durable_audit)
+    try:
+        found, head = current(engine), _head()
+    except Exception:
+        engine.dispose()
+        raise
+    if found != head:
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(
+            f"The score store at {where} is at schema revision {found or 'none (empty)'}, this code needs {head}: "
+            "run `student-risk db upgrade` (with the same STUDENT_RISK_STORE_URL) first."
+        )
+    return engine
+
+
+def upgrade(url: str) -> str:
+    """Migrate the store at `url` to the newest revision under the migration lock; return it.
+
+    The deploy step (`student-risk db upgrade`): the worker's start runs it, the API's only when
+    STUDENT_RISK_API_MIGRATE=true. Two processes doing it at once migrate once."""
+    engine = _engine(url)
+    try:
+        return migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def _embedded(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+@contextlib.contextmanager
+def opened(url: str) -> Iterator[Engine]:
+    """`connect(url)` for one job step; the engine's connections are closed when the block ends.
+
+    The embedded SQLite store (the CLI's default, one local file) is migrated here by the job
+    step itself; a server database must have been migrated by `student-risk db upgrade`."""
+    if _embedded(url):
+        upgrade(url)
+    engine = connect(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def _alembic_config():
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection holding the store's migration lock until the block ends."""
+    with contextlib.ExitStack() as stack:
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        if database and database != ":memory:":
+            fh = stack.enter_context(open(f"{database}.migrate-lock", "a"))
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+        conn = stack.enter_context(engine.connect())
+        if engine.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))  # held until commit
+        yield conn
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "no migrations in risk_model/migrations"
+    return head
+
+
+def current(engine: Engine) -> str | None:
+    """The store's schema revision, or None for a store never migrated."""
+    with engine.connect() as conn:  # read directly: alembic's own check logs two INFO lines per connect
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        version = table("alembic_version", column("version_num"))
+        return conn.execute(select(version.c.version_num)).scalar()
+
+
+def revisions(url: str) -> tuple[str | None, str]:
+    """(the store's schema revision or None, the newest this code knows): `student-risk db current`."""
+    engine = _engine(url)
+    try:
+        return current(engine), _head()
+    finally:
+        engine.dispose()
+
+
+def migrate(engine: Engine) -> str:
+    """Upgrade the store to the newest migration (a no-op when it is there); return that revision."""
+    from alembic import command
+
+    head = _head()
+    if current(engine) == head:
+        return head
+    cfg = _alembic_config()
+    with _migration_lock(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")  # re-reads the version under the lock: a second process finds it done
+        conn.commit()
+    return head
+
+
+def _chunks(rows: list[dict], size: int = 10_000) -> Iterator[list[dict]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def write_scores(engine: Engine, frame: pd.DataFrame, summary: dict) -> int:
+    """Replace the scores of every (cohort, point) in `frame` in one transaction."""
+    rows = frame[
+        ["cohort", "point", "student_id", "probability", "tier", "rank", "factors", "model_version", "scored_at"]
+    ].to_dict("records")
+    for r in rows:
+        r["scored_at"] = pd.Timestamp(r["scored_at"]).to_pydatetime()
+        r["rank"] = int(r["rank"])
+        r["probability"] = float(r["probability"])
+    keys = frame[["cohort", "point"]].drop_duplicates().itertuples(index=False)
+    with engine.begin() as conn:
+        for cohort, point in keys:
+            conn.execute(delete(scores).where(scores.c.cohort == cohort, scores.c.point == point))
+            conn.execute(delete(score_runs).where(score_runs.c.cohort == cohort, score_runs.c.point == point))
+            part = frame[(frame.cohort == cohort) & (frame.point == point)]
+            conn.execute(
+                insert(score_runs),
+                {
+                    "cohort": cohort,
+                    "point": point,
+                    "model_version": str(part.model_version.iloc[0]),
+                    "n_students": int(len(part)),
+                    "summary": json.loads(json.dumps(summary, default=str)),
+                    "scored_at": rows[0]["scored_at"],
+                },
+            )
+        for chunk in _chunks(rows):
+            conn.execute(insert(scores), chunk)
+    return len(rows)
+
+
+def write_outcomes(engine: Engine, frame: pd.DataFrame) -> int:
+    """Replace the recorded outcomes of the students in `frame` (cohort, student_id, outcome, at_risk)."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "cohort": str(r.cohort),
+            "student_id": str(r.student_id),
+            "outcome": str(r.outcome),
+            "at_risk": int(r.at_risk),
+            "recorded_at": now,
+        }
+        for r in frame.itertuples(index=False)
+    ]
+    with engine.begin() as conn:
+        for cohort in frame.cohort.astype(str).unique():
+            conn.execute(delete(outcomes).where(outcomes.c.cohort == cohort))
+        for chunk in _chunks(rows):
+            conn.execute(insert(outcomes), chunk)
+    return len(rows)
+
+
+def read_scores(engine: Engine, cohort: str, point: str | None = None) -> pd.DataFrame:
+    """All scores of a cohort (optionally one prediction point), highest risk first."""
+    q = select(scores).where(scores.c.cohort == cohort)
+    if point is not None:
+        q = q.where(scores.c.point == point)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q.order_by(scores.c.point, scores.c.rank)).mappings().all())
+
+
+def read_outcomes(engine: Engine, cohort: str) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(select(outcomes).where(outcomes.c.cohort == cohort)).mappings().all()
+    return pd.DataFrame(rows, columns=[c.name for c in outcomes.columns])
+
+
+def export_csv(frame: pd.DataFrame, path) -> None:
+    """Scores as a flat CSV: one row per student, factors spelled out."""
+    out = frame[["student_id", "cohort", "point", "probability", "tier", "rank", "model_version", "scored_at"]].copy()
+    for i in range(3):
+        out[f"factor_{i + 1}"] = [
+            f"{f[i]['feature']} ({f[i]['direction']} risk)" if len(f) > i else "" for f in frame["factors"]
+        ]
+    tmp = f"{path}.tmp"
+    out.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# --- reads for the API -------------------------------------------------------------------
+
+_STUDENT_COLS = [
+    scores.c[n] for n in ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")
+]
+_PAGE_COLS = [scores.c[n] for n in ("student_id", "probability", "tier", "rank")]
+
+
+def _student_query(cohort: bool, point: bool):
+    q = select(*_STUDENT_COLS).where(scores.c.student_id == bindparam("student_id"))
+    if cohort:
+        q = q.where(scores.c.cohort == bindparam("cohort"))
+    if point:
+        q = q.where(scores.c.point == bindparam("point"))
+    return q
+
+
+# Built once: SQLAlchemy caches the compiled form of a statement object.
+_STUDENT_QUERIES = {(c, p): _student_query(c, p) for c in (False, True) for p in (False, True)}
+_AUDIT_ONE = insert(audit_log).values(
+    key_id=bindparam("key_id"),
+    action="risk",
+    student_id=bindparam("student_id"),
+    cohort=bindparam("a_cohort"),
+    point=bindparam("a_point"),
+    at=bindparam("at"),
+)
+_STUDENT_AUDITED = {k: q.add_cte(_AUDIT_ONE.cte("audit")) for k, q in _STUDENT_QUERIES.items()}
+
+
+def student_scores(
+    engine: Engine, student_id: str, *, key_id: int, cohort: str | None = None, point: str | None = None
+) -> list[dict]:
+    """Every stored score of a student (optionally one cohort / point), and an audit row for
+    the lookup by `key_id`, written whether or not a score is found."""
+    params = {
+        "student_id": student_id,
+        "cohort": cohort,
+        "point": point,
+        "key_id": key_id,
+        "a_cohort": cohort,
+        "a_point": point,
+        "at": datetime.now(UTC),
+    }
+    shape = (cohort is not None, point is not None)
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            rows = conn.execute(_STUDENT_AUDITED[shape], params).all()
+        else:  # SQLite has no INSERT inside WITH
+            conn.execute(_AUDIT_ONE, params)
+            rows = conn.execute(_STUDENT_QUERIES[shape], params).all()
+        conn.commit()
+    return [r._asdict() for r in rows]
+
+
+def cohort_points(engine: Engine, cohort: str) -> list[str]:
+    """The prediction points at which `cohort` was scored."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(score_runs.c.point).where(score_runs.c.cohort == cohort)).scalars())
+
+
+def cohort_page(
+    engine: Engine,
+    cohort: str,
+    point: str,
+    *,
+    key_id: int,
+    limit: int,
+    tier: str | None = None,
+    min_probability: float | None = None,
+    after: tuple[float, str] | None = None,
+) -> list[dict]:
+    """One page of a cohort, highest risk first (ties by student id), after the keyset `after`
+    = (probability, student_id) of the previous page's last row; each student returned is audited."""
+    q = select(*_PAGE_COLS).where(scores.c.cohort == cohort, scores.c.point == point)
+    if tier is not None:
+        q = q.where(scores.c.tier == tier)
+    if min_probability is not None:
+        q = q.where(scores.c.probability >= min_probability)
+    if after is not None:
+        p, sid = after
+        # `probability <= p` is the index range; the OR only sorts out the ties at p
+        q = q.where(scores.c.probability <= p, or_(scores.c.probability < p, scores.c.student_id > sid))
+    q = q.order_by(scores.c.probability.desc(), scores.c.student_id).limit(limit)
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            page = q.cte("page")
+            audit = (
+                insert(audit_log)
+                .from_select(
+                    ["key_id", "action", "student_id", "cohort", "point", "at"],
+                    select(
+                        literal(key_id),
+                        literal("list"),
+                        page.c.student_id,
+                        literal(cohort),
+                        literal(point),
+                        literal(now),
+                    ),
+                )
+                .cte("audit")
+            )
+            stmt = select(page).add_cte(audit).order_by(page.c.probability.desc(), page.c.student_id)
+            rows = [r._asdict() for r in conn.execute(stmt)]
+        else:
+            rows = [r._asdict() for r in conn.execute(q)]
+            if rows:
+                conn.execute(
+                    insert(audit_log),
+                    [
+                        {
+                            "key_id": key_id,
+                            "action": "list",
+                            "student_id": r["student_id"],
+                            "cohort": cohort,
+                            "point": point,
+                            "at": now,
+                        }
+                        for r in rows
+                    ],
+                )
+        conn.commit()
+    return rows
+
+
+def cohort_summaries(engine: Engine) -> list[dict]:
+    """Per (cohort, point): students per tier, and the model version and time of the run."""
+    counts = select(scores.c.cohort, scores.c.point, scores.c.tier, func.count()).group_by(
+        scores.c.cohort, scores.c.point, scores.c.tier
+    )
+    runs = select(score_runs.c.cohort, score_runs.c.point, score_runs.c.model_version, score_runs.c.scored_at)
+    out: dict[tuple[str, str], dict] = {}
+    with engine.connect() as conn:
+        for cohort, point, tier, n in conn.execute(counts):
+            entry = out.setdefault((cohort, point), {"cohort": cohort, "point": point, "tiers": {}, "n_students": 0})
+            entry["tiers"][tier] = n
+            entry["n_students"] += n
+        for cohort, point, version, at in conn.execute(runs):
+            if (cohort, point) in out:
+                out[(cohort, point)].update(model_version=version, scored_at=at)
+    return list(out.values())
+
+
+def latest_runs(engine: Engine, point: str) -> list[dict]:
+    """The score runs of a prediction point (cohort, model version, time)."""
+    q = select(score_runs.c.cohort, score_runs.c.model_version, score_runs.c.scored_at).where(
+        score_runs.c.point == point
+    )
+    with engine.connect() as conn:
+        return [r._asdict() for r in conn.execute(q)]
+
+
+def tier_floors(engine: Engine, cohort: str, point: str) -> dict[str, float]:
+    """The lowest probability that got each tier in a scored cohort (an index probe per tier)."""
+    q = select(func.min(scores.c.probability)).where(
+        scores.c.cohort == cohort, scores.c.point == point, scores.c.tier == bindparam("tier")
+    )
+    with engine.connect() as conn:
+        floors = {tier: conn.execute(q, {"tier": tier}).scalar() for tier in ("high", "medium", "low")}
+    return {tier: float(p) for tier, p in floors.items() if p is not None}
+
+
+def scored_outcomes(engine: Engine, point: str) -> pd.DataFrame:
+    """Scores of `point` joined with the recorded outcomes: cohort, model_version, probability, at_risk."""
+    q = (
+        select(scores.c.cohort, scores.c.model_version, scores.c.probability, outcomes.c.at_risk)
+        .join(outcomes, (outcomes.c.cohort == scores.c.cohort) & (outcomes.c.student_id == scores.c.student_id))
+        .where(scores.c.point == point)
+    )
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q).all(), columns=["cohort", "model_version", "probability", "at_risk"])
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the store answers."""
+    with engine.connect() as conn:
+        conn.execute(select(1))
