@@ -127,13 +127,12 @@ def test_the_job_template_fixes_command_env_and_working_dir():
 
 
 @pytest.mark.slow  # a temporary Prefect server: 15-70 s on a busy machine
-def test_the_server_refuses_a_run_that_sets_command_env_or_working_dir(tmp_path, monkeypatch):
+def test_the_server_refuses_a_run_that_sets_command_env_or_working_dir(tmp_path):
     """Prefect's own server validates job variables against the locked template (HTTP 422)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import PrefectHTTPStatusError
     from prefect.testing.utilities import prefect_test_harness
 
-    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "")
     with prefect_test_harness(server_startup_timeout=120):
         deploy.ensure_work_pool("locked")
         params = {"config_path": "c.toml", "history_path": "h.csv"}
@@ -164,10 +163,16 @@ def _open_template() -> dict:
 
 
 @pytest.mark.parametrize("value", ["admin:change-me", "change-me"])
-def test_a_placeholder_auth_string_is_refused(monkeypatch, value):
-    monkeypatch.setenv("PREFECT_API_AUTH_STRING", value)
-    with pytest.raises(ValueError, match="PREFECT_AUTH_STRING in docker/.env"):
+def test_a_placeholder_auth_string_is_refused(value):
+    from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
+
+    with (
+        temporary_settings(updates={PREFECT_API_AUTH_STRING: value}),
+        pytest.raises(ValueError, match="PREFECT_AUTH_STRING in docker/.env"),
+    ):
         deploy.check_auth()
+    with temporary_settings(updates={PREFECT_API_AUTH_STRING: "admin:9f8e7d6c5b4a"}):
+        deploy.check_auth()  # a real one passes
 
 
 def test_a_deployed_run_cannot_write_outside_the_runtime_folder(tmp_path, monkeypatch):

@@ -394,6 +394,7 @@ def test_real_oulad(contract, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # the CLI end to end on the real files: about a minute
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real OULAD files not at {REAL}")
 def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: Path) -> None:
     """What the README shows a user run on OULAD, with the shipped contract: train on 2013B + 2013J,
