@@ -1,11 +1,13 @@
 """The champion models the API serves, swapped in without a restart.
 
 Each prediction point's `champion.json` is stat-ed at most every `ttl` seconds (a cheap
-syscall); a changed pointer loads the new bundle, and a bundle that fails to load leaves
-the old one serving. Metadata of any version (labels of stored scores) is cached for good:
+syscall); a changed pointer loads the new bundle, once: one that fails to load (a damaged
+model.txt is refused before LightGBM, which would abort the process, reads it) is logged,
+remembered with its reason for /ready, and leaves the old one serving. Metadata of any version (labels of stored scores) is cached for good:
 versions never change.
 """
 
+import hashlib
 import json
 import logging
 import math
@@ -14,12 +16,14 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 from pydantic import ConfigDict, Field, TypeAdapter, create_model
 
 from risk_model.config import DatasetContract
-from risk_model.registry import Bundle, Registry
+from risk_model.registry import Bundle, Registry, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class Champions:
         self._points: tuple[float, list[str]] = (-math.inf, [])
         self._metadata: dict[tuple[str, str], dict] = {}
         self._derived: dict[tuple[str, str], Any] = {}
+        self._failed: dict[str, tuple[tuple, str | None, str]] = {}  # point -> (pointer, version, reason)
 
     def points(self) -> list[str]:
         """Points with a champion, latest first."""
@@ -70,30 +75,54 @@ class Champions:
 
     def get(self, point: str) -> Bundle | None:
         """The point's champion; a changed pointer loads the new one (the old one serves if that fails)."""
-        entry = self._bundles.get(point)
-        if entry is not None and time.monotonic() - self._checked.get(point, -math.inf) < self.ttl:
-            return entry[1]
+        if time.monotonic() - self._checked.get(point, -math.inf) < self.ttl:
+            entry = self._bundles.get(point)
+            return entry[1] if entry else None
         with self._lock:
             entry = self._bundles.get(point)
             sig = self._signature(point)
-            if sig is None:
-                self._checked[point] = time.monotonic()
-                return entry[1] if entry else None
-            if entry is None or entry[0] != sig:
-                try:
-                    version = self.registry.champion(point)
-                    bundle = (
-                        entry[1] if entry and entry[1].version == version else self.registry.load(version, point=point)
-                    )
-                except Exception:
-                    log.exception("Could not load the champion of point %s; keeping the one loaded", point)
-                    return entry[1] if entry else None
-                if entry is None or entry[1].version != bundle.version:
-                    log.info("Point %s: champion model is now %s", point, bundle.version)
-                entry = (sig, bundle)
-                self._bundles[point] = entry
             self._checked[point] = time.monotonic()
-            return entry[1]
+            failed = self._failed.get(point)
+            if sig is not None and (entry is None or entry[0] != sig) and (failed is None or failed[0] != sig):
+                self._load(point, sig, entry)  # once per pointer change: a failed one is not retried
+            entry = self._bundles.get(point)
+            return entry[1] if entry else None
+
+    def _load(self, point: str, sig: tuple, entry: tuple[tuple, Bundle] | None) -> None:
+        version = None
+        try:
+            version = self.registry.champion(point)
+            if entry is not None and entry[1].version == version:
+                bundle = entry[1]
+            else:
+                check_model_file(self.registry.root / point / "versions" / str(version))
+                bundle = self.registry.load(version, point=point)
+                check_features(bundle)
+        except LOAD_ERRORS as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            self._failed[point] = (sig, version, reason)
+            serving = f"still serving {entry[1].version}" if entry else "no model serves this point"
+            log.error("Point %s: champion %s could not be loaded (%s); %s", point, version, reason, serving)
+            return
+        self._failed.pop(point, None)
+        if entry is None or entry[1].version != bundle.version:
+            log.info("Point %s: champion model is now %s", point, bundle.version)
+        self._bundles[point] = (sig, bundle)
+
+    def load_all(self) -> dict[str, str]:
+        """Load every point's champion (the app's start-up); return point -> version loaded."""
+        for point in self.points():
+            self.get(point)
+        return self.loaded()
+
+    def loaded(self) -> dict[str, str]:
+        """Point -> version of each champion loaded (as of the last check)."""
+        return {p: b.version for p, (_, b) in self._bundles.items()}
+
+    def failure(self, point: str) -> tuple[str | None, str] | None:
+        """(version, reason) if the point's current champion pointer names a model that did not load."""
+        failed = self._failed.get(point)
+        return (failed[1], failed[2]) if failed else None
 
     def metadata(self, point: str, version: str) -> dict:
         """A version's metadata.json (cached: versions never change); {} if it is gone."""
@@ -112,6 +141,34 @@ class Champions:
         if key not in self._derived:
             self._derived[key] = build(bundle)
         return self._derived[key]
+
+
+LOAD_ERRORS = (RegistryError, OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError)
+
+
+def check_model_file(path: Path) -> None:
+    """Refuse a damaged model.txt before LightGBM reads it: LightGBM aborts the whole process
+    (SIGABRT, not an exception) on a truncated file. The sha256 in metadata.json is checked when
+    the version records one (`checksums`, as `Registry.save` writes them on branch `safety`; its
+    `Registry.load` checks them too once merged); a file cut short is refused either way."""
+    data = (path / "model.txt").read_bytes()
+    checksums = json.loads((path / "metadata.json").read_text()).get("checksums") or {}
+    expected = checksums.get("model.txt") if isinstance(checksums, dict) else None
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise RegistryError(f"model.txt of {path.name} does not match the sha256 in its metadata.json.")
+    last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    if (
+        b"\nend of trees\n" not in data
+        or b"\nend of parameters\n" not in data
+        or not last.startswith(b"pandas_categorical:")
+    ):
+        raise RegistryError(f"model.txt of {path.name} is incomplete (cut short?).")
+
+
+def check_features(bundle: Bundle) -> None:
+    """Refuse a model whose features are not those its metadata.json lists."""
+    if list(bundle.booster.feature_name()) != list(bundle.features):
+        raise RegistryError(f"model.txt of {bundle.version} has other features than its metadata.json lists.")
 
 
 def contract_of(bundle: Bundle) -> DatasetContract:
@@ -145,5 +202,6 @@ def record_validator(bundle: Bundle) -> TypeAdapter:
         fields[f"c{i}"] = (str | None, Field(alias=col, max_length=256))
     for i, col in enumerate(s for s in c.sensitive_columns if s not in c.categorical):
         fields[f"s{i}"] = (str | None, Field(None, alias=col, max_length=256))
-    record = create_model("Record", __config__=ConfigDict(extra="forbid"), **fields)
+    # numbers become text for id, cohort and categorical columns, as the CSV reader reads them
+    record = create_model("Record", __config__=ConfigDict(extra="forbid", coerce_numbers_to_str=True), **fields)
     return TypeAdapter(list[record])

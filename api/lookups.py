@@ -1,28 +1,36 @@
-"""The API's hot path on PostgreSQL: a student lookup and its audit row in one async round trip.
+"""The audited reads of the API: a student's scores and a page of a cohort, on either store.
 
-The same query as `risk_model.store.student_scores`, written as raw SQL for psycopg's async
-pool: no SQLAlchemy execution machinery, no hop to a worker thread.
+Each query is defined once, in `risk_model.store` (`student_query`, `cohort_page`). On
+PostgreSQL a student lookup and its audit row are one statement, run here through psycopg's
+async pool (no worker thread, one round trip) as SQL compiled from that same statement. On
+SQLite the lookup only reads and its audit row goes to `AuditWriter` (`api.audit`), so a long
+write transaction never makes a lookup wait.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from typing import Any
 
-_PG_LOOKUP = """
-WITH audit AS (
-    INSERT INTO audit_log (key_id, action, student_id, cohort, point, at)
-    VALUES (%(key_id)s, 'risk', %(student_id)s, %(cohort)s, %(point)s, now())
-)
-SELECT cohort, point, probability, tier, rank, factors, model_version, scored_at
-FROM scores
-WHERE student_id = %(student_id)s
-  AND (%(cohort)s::varchar IS NULL OR cohort = %(cohort)s)
-  AND (%(point)s::varchar IS NULL OR point = %(point)s)
-"""
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+from api.audit import AuditWriter
+from risk_model import store
+
+_SHAPES = [(c, p) for c in (False, True) for p in (False, True)]
+
+
+def _compiled(cohort: bool, point: bool) -> tuple[str, dict]:
+    compiled = store.student_query(cohort=cohort, point=point, audited=True).compile(dialect=pg_psycopg.dialect())
+    return compiled.string, dict(compiled.params)  # the params hold the literal action ('risk')
+
+
+_PG_LOOKUP = {shape: _compiled(*shape) for shape in _SHAPES}
 _LOOKUP_COLUMNS = ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")
 
 
-async def open_lookup_pool(engine: Engine, *, size: int = 8, durable_audit: bool = True):
+async def open_lookup_pool(engine: Engine, *, size: int = 8, durable_audit: bool = True) -> Any:
     """An async psycopg pool to the engine's PostgreSQL database (autocommit), or None for other stores."""
     if engine.dialect.name != "postgresql":
         return None
@@ -47,11 +55,47 @@ async def open_lookup_pool(engine: Engine, *, size: int = 8, durable_audit: bool
 
 
 async def student_scores_async(
-    pool, student_id: str, *, key_id: int, cohort: str | None = None, point: str | None = None
+    pool: Any, student_id: str, *, key_id: int, cohort: str | None = None, point: str | None = None
 ) -> list[dict]:
-    """`student_scores` on PostgreSQL through `open_lookup_pool`'s pool: one round trip."""
-    params = {"student_id": student_id, "cohort": cohort, "point": point, "key_id": key_id}
+    """`store.student_scores` on PostgreSQL through `open_lookup_pool`'s pool: one round trip."""
+    sql, defaults = _PG_LOOKUP[(cohort is not None, point is not None)]
+    params = {**defaults, **store.lookup_params(student_id, key_id=key_id, cohort=cohort, point=point)}
     async with pool.connection() as conn:
-        cur = await conn.execute(_PG_LOOKUP, params)
+        cur = await conn.execute(sql, params)
         rows = await cur.fetchall()
     return [dict(zip(_LOOKUP_COLUMNS, r, strict=True)) for r in rows]
+
+
+async def student_scores(
+    engine: Engine,
+    pool: Any,
+    audit: AuditWriter,
+    student_id: str,
+    *,
+    key_id: int,
+    cohort: str | None,
+    point: str | None,
+) -> list[dict]:
+    """A student's stored scores, the lookup audited (whether or not a score is found)."""
+    if pool is not None:
+        return await student_scores_async(pool, student_id, key_id=key_id, cohort=cohort, point=point)
+    return await run_in_threadpool(_read_then_audit, engine, audit, student_id, key_id, cohort, point)
+
+
+def _read_then_audit(
+    engine: Engine, audit: AuditWriter, student_id: str, key_id: int, cohort: str | None, point: str | None
+) -> list[dict]:
+    rows = store.student_scores(engine, student_id, key_id=None, cohort=cohort, point=point)
+    audit.record(store.audit_log, [store.audit_row(key_id, "risk", student_id, cohort, point)])
+    return rows
+
+
+def cohort_page(
+    engine: Engine, audit: AuditWriter, cohort: str, point: str, *, key_id: int, **filters: Any
+) -> list[dict]:
+    """One page of a cohort (`store.cohort_page`), each student returned audited."""
+    if engine.dialect.name == "postgresql":
+        return store.cohort_page(engine, cohort, point, key_id=key_id, **filters)
+    rows = store.cohort_page(engine, cohort, point, key_id=None, **filters)
+    audit.record(store.audit_log, [store.audit_row(key_id, "list", r["student_id"], cohort, point) for r in rows])
+    return rows

@@ -15,7 +15,10 @@ class Problem(BaseModel):
 class Factor(BaseModel):
     feature: str
     direction: Literal["raises", "lowers"]
-    label: str = Field(description="Plain words for advisors, e.g. 'score in the first assessment raises risk'.")
+    label: str = Field(
+        description="Plain words for advisors with the student's value and a typical one, e.g. "
+        "'average assessment score so far: 42 (typical: 71), raises risk'."
+    )
 
 
 class StudentRisk(BaseModel):

@@ -1,4 +1,7 @@
-"""`student-risk`: the command-line edge. Each command runs one Prefect flow.
+"""`student-risk`: the command-line edge.
+
+Each job command (train, score, report, outcomes, demo) runs the yearly job's steps (`flows.steps`):
+through the Prefect flows when PREFECT_API_URL names a server, as plain calls otherwise.
 
 Heavy imports (Prefect, LightGBM, Evidently) happen inside commands so `--help` is instant.
 """
@@ -9,8 +12,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,14 +45,51 @@ CohortOpt = Annotated[str | None, typer.Option("--cohort", help="Only this cohor
 
 
 def _env() -> None:
-    """Quiet, offline Prefect; the library's log lines shown in flow runs."""
+    """Quiet, offline Prefect (when a flow runs at all); the library's log lines in flow runs."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "risk_model,reports")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # busy 2-core machines
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show each step's log (training progress, timings).")
+    ] = False,
+) -> None:
+    """Without --verbose a command prints its result or its error and nothing else."""
+    level = logging.INFO if verbose or os.environ.get("STUDENT_RISK_VERBOSE") else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _orchestrated() -> bool:
+    """Runs go through the Prefect flows only when PREFECT_API_URL names a server that records them."""
+    return bool(os.environ.get("PREFECT_API_URL"))
+
+
+def _job(flow_name: str, flow_args: tuple, direct: Callable[[], Any]) -> Any:
+    """Run one job: through its Prefect flow when a server is configured (the run, its tasks and artifacts
+    are recorded there), else the same steps (`flows.steps`) as plain calls: no temporary Prefect server,
+    no task engine, nothing to pay for orchestration nobody watches. Known errors end in one `Error:` line."""
+    _env()
+    try:
+        if _orchestrated():
+            from flows import pipeline
+
+            return getattr(pipeline, f"{flow_name}_flow")(*flow_args)
+        return direct()
+    except _known_errors() as exc:
+        _fail(exc)
+
+
+def _loaded(config: Path, home: Path | None):
+    """The settings file and the runtime settings, as the flows load them."""
+    from risk_model.config import Settings, load_config
+
+    return load_config(config), (Settings(home=home) if home else Settings())
 
 
 def _home(home: Path | None) -> str | None:
@@ -110,7 +151,6 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the generator.")] = 0,
 ) -> None:
     """Run the whole yearly job on built-in demo data: 6 past cohorts and a drifted new intake."""
-    _env()
     from risk_model.config import Settings
     from risk_model.demo import example_config, make_demo
 
@@ -131,25 +171,31 @@ def demo(
         f"Demo data: {len(d.history)} past students ({d.history.cohort.nunique()} cohorts), "
         f"{len(d.intake)} new students in {cohort}, in {data_dir}"
     )
-    from flows.pipeline import yearly_flow
+    from flows import steps
 
     demo_config = example_config("demo")
-    try:
-        out = yearly_flow(str(demo_config), str(paths["history"]), str(paths["intake"]), home=str(settings.home))
-    except _known_errors() as exc:
-        _fail(exc)
+    config_path, home_str = str(demo_config), str(settings.home)
+    cfg, _ = _loaded(demo_config, settings.home)
+    out = _job(
+        "yearly",
+        (config_path, str(paths["history"]), str(paths["intake"]), home_str),
+        lambda: {
+            "train": steps.train(cfg, settings, str(paths["history"])),
+            "score": steps.score(cfg, settings, str(paths["intake"])),
+            "report": steps.report(cfg, settings, str(paths["intake"]))[0],
+        },
+    )
     _print_training(out["train"])
     _print_scoring(out["score"])
     _print_reports(out["report"])
     typer.echo(f"\nA year later the real outcomes of {cohort} arrive ({paths['outcomes']}):")
-    from flows.pipeline import outcomes_flow
-
-    try:
-        later = outcomes_flow(
-            str(demo_config), str(paths["outcomes"]), str(settings.home), str(cohort), str(paths["intake"])
-        )
-    except _known_errors() as exc:
-        _fail(exc)
+    later = _job(
+        "outcomes",
+        (config_path, str(paths["outcomes"]), home_str, str(cohort), str(paths["intake"])),
+        lambda: steps.outcomes(
+            cfg, settings, str(paths["outcomes"]), cohort=str(cohort), intake_path=str(paths["intake"])
+        )[0],
+    )
     _print_reports(later)
 
 
@@ -166,13 +212,14 @@ def train(
     ] = None,
 ) -> None:
     """Train a model on past cohorts, validate it on cohorts it never saw, and register it."""
-    _env()
-    from flows.pipeline import train_flow
+    from flows import steps
 
-    try:
-        _print_training(train_flow(str(config), str(data), _home(home), force, cohort or None))
-    except _known_errors() as exc:
-        _fail(exc)
+    out = _job(
+        "train",
+        (str(config), str(data), _home(home), force, cohort or None),
+        lambda: steps.train(*_loaded(config, home), str(data), force=force, cohorts=cohort or None),
+    )
+    _print_training(out)
 
 
 @app.command()
@@ -186,13 +233,14 @@ def score(
     factors: Annotated[bool, typer.Option(help="Compute each student's top contributing factors.")] = True,
 ) -> None:
     """Score a new intake with the champion model and store the scores for advising tools."""
-    _env()
-    from flows.pipeline import score_flow
+    from flows import steps
 
-    try:
-        _print_scoring(score_flow(str(config), str(data), _home(home), cohort, factors))
-    except _known_errors() as exc:
-        _fail(exc)
+    out = _job(
+        "score",
+        (str(config), str(data), _home(home), cohort, factors),
+        lambda: steps.score(*_loaded(config, home), str(data), cohort=cohort, factors=factors),
+    )
+    _print_scoring(out)
 
 
 @app.command()
@@ -204,13 +252,13 @@ def report(
     strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
 ) -> None:
     """Write the HTML reports comparing the new intake with the training cohorts."""
-    _env()
-    from flows.pipeline import report_flow
+    from flows import steps
 
-    try:
-        out = report_flow(str(config), str(data), _home(home), cohort)
-    except _known_errors() as exc:
-        _fail(exc)
+    out = _job(
+        "report",
+        (str(config), str(data), _home(home), cohort),
+        lambda: steps.report(*_loaded(config, home), str(data), cohort=cohort)[0],
+    )
     _finish_reports(out, strict)
 
 
@@ -229,13 +277,14 @@ def outcomes(
     strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
 ) -> None:
     """Record the real outcomes of a scored cohort and report how the model really did vs. its promise."""
-    _env()
-    from flows.pipeline import outcomes_flow
+    from flows import steps
 
-    try:
-        out = outcomes_flow(str(config), str(data), _home(home), cohort, str(intake) if intake else None)
-    except _known_errors() as exc:
-        _fail(exc)
+    intake_path = str(intake) if intake else None
+    out = _job(
+        "outcomes",
+        (str(config), str(data), _home(home), cohort, intake_path),
+        lambda: steps.outcomes(*_loaded(config, home), str(data), cohort=cohort, intake_path=intake_path)[0],
+    )
     _finish_reports(out, strict)
 
 

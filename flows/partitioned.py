@@ -17,7 +17,7 @@ from prefect_dask import DaskTaskRunner
 
 from flows.pipeline import validate_task
 from flows.settings import run_settings
-from risk_model import partition
+from risk_model import jobs, partition
 from risk_model.config import Config, Settings, load_config
 from risk_model.registry import Registry
 
@@ -63,7 +63,9 @@ def score_on_dask_flow(
     settings = run_settings(home)
     out = []
     for point in config.points:
-        df = validate_task(config, intake_path, "score", point, [cohort] if cohort else None)
+        df = validate_task(
+            jobs.prepare, config, intake_path, stage="score", point=point, cohorts=[cohort] if cohort else None
+        )
         bundle = Registry(settings.registry_dir).load(point=point, contract=config.dataset)
         registry_dir = str(settings.registry_dir.resolve())
         futures = [

@@ -12,9 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
+from flows import steps
 from flows.settings import run_settings
-from reports import build
-from risk_model import jobs
 from risk_model.config import Config, Settings, load_config
 
 
@@ -44,56 +43,36 @@ def _retry_on_io(task, task_run, state) -> bool:
     return False
 
 
-@task(name="validate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on_io)
-def validate_task(config: Config, path: str, stage: str, point: str, cohorts: list[str] | None):
-    return jobs.prepare(config, path, stage=stage, point=point, cohorts=cohorts)
+def _step_task(name: str, **options):
+    """A task that runs one step of `flows.steps` (the library call it is given)."""
+
+    @task(name=name, cache_policy=NO_CACHE, **options)
+    def step(fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return step
 
 
-@task(name="train-and-register", cache_policy=NO_CACHE)
-def train_task(settings: Settings, config: Config, df, point: str, force: bool) -> dict:
-    return jobs.train_and_register(settings, config, df, point=point, force=force, progress=_log())
+# Retries only on I/O: reading input (not a missing file) and writing the store or a report file.
+_IO = {"retries": 2, "retry_delay_seconds": 10, "retry_condition_fn": _retry_on_io}
+TASKS = {
+    "validate": _step_task("validate", **_IO),
+    "train-and-register": _step_task("train-and-register"),
+    "score-and-store": _step_task("score-and-store", retries=2, retry_delay_seconds=5),
+    "intake-report": _step_task("intake-report", **_IO),
+    "record-outcomes": _step_task("record-outcomes", retries=2, retry_delay_seconds=5),
+    "has-outcomes": _step_task("has-outcomes"),
+    "outcomes-report": _step_task("outcomes-report"),
+    "generalization-report": _step_task("generalization-report"),
+    "fairness-report": _step_task("fairness-report"),
+    "index": _step_task("index"),
+}
+validate_task = TASKS["validate"]
 
 
-@task(name="score-and-store", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def score_task(settings: Settings, config: Config, df, point: str, factors: bool) -> dict:
-    return jobs.score_and_store(settings, config, df, point=point, factors=factors, progress=_log())
-
-
-@task(name="intake-report", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10, retry_condition_fn=_retry_on_io)
-def intake_report_task(settings: Settings, config: Config, df, point: str) -> dict:
-    return build.intake_report(settings, config, df, point=point)
-
-
-@task(name="record-outcomes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def record_outcomes_task(settings: Settings, config: Config, df) -> dict:
-    return jobs.record_outcomes(settings, config, df)
-
-
-@task(name="has-outcomes", cache_policy=NO_CACHE)
-def has_outcomes_task(settings: Settings, cohort: str) -> bool:
-    return build.has_outcomes(settings, cohort)
-
-
-@task(name="outcomes-report", cache_policy=NO_CACHE)
-def outcomes_report_task(settings: Settings, config: Config, cohort: str, point: str) -> dict:
-    return build.outcomes_report(settings, config, cohort, point=point)
-
-
-@task(name="generalization-report", cache_policy=NO_CACHE)
-def generalization_report_task(
-    settings: Settings, config: Config, cohort: str, point: str, outcomes: dict | None
-) -> dict:
-    return build.generalization_report(settings, config, cohort, point=point, outcomes=outcomes)
-
-
-@task(name="fairness-report", cache_policy=NO_CACHE)
-def fairness_report_task(settings: Settings, config: Config, df, point: str) -> dict:
-    return build.fairness_report(settings, config, df, point=point)
-
-
-@task(name="index", cache_policy=NO_CACHE)
-def index_task(settings: Settings) -> dict:
-    return build.rebuild_index(settings)
+def as_tasks(step: str, fn, /, *args, **kwargs):
+    """The runner of `flows.steps` inside a flow: each step is a Prefect task."""
+    return TASKS[step](fn, *args, **kwargs)
 
 
 def _with_warning(out: list[dict], data=None):
@@ -158,10 +137,7 @@ def train_flow(
     """Train one model per prediction point on past cohorts (all in the file, or `cohorts`);
     promote each if good enough."""
     config, settings = _setup(config_path, home)
-    out = []
-    for point in config.points:
-        df = validate_task(config, history_path, "train", point, cohorts)
-        out.append(train_task(settings, config, df, point, force))
+    out = steps.train(config, settings, history_path, force=force, cohorts=cohorts, run=as_tasks, progress=_log())
     _publish_training(out)
     return out
 
@@ -172,11 +148,7 @@ def score_flow(
 ) -> list[dict]:
     """Score a new intake with each point's champion and store the scores."""
     config, settings = _setup(config_path, home)
-    cohorts = [cohort] if cohort else None
-    out = []
-    for point in config.points:
-        df = validate_task(config, intake_path, "score", point, cohorts)
-        out.append(score_task(settings, config, df, point, factors))
+    out = steps.score(config, settings, intake_path, cohort=cohort, factors=factors, run=as_tasks, progress=_log())
     create_table_artifact(
         key="scoring-summary",
         table=[
@@ -200,20 +172,8 @@ def report_flow(
     cohort's real outcomes are recorded; then the index. The run ends in a "Warning" state when a report
     crosses its threshold (with `fail_on_drift`, as deployed: Failed once the reports are written)."""
     config, settings = _setup(config_path, home)
-    cohorts = [cohort] if cohort else None
-    out = []
-    for point in config.points:
-        df = validate_task(config, intake_path, "score", point, cohorts)
-        intake = intake_report_task(settings, config, df, point)
-        outcomes = (
-            outcomes_report_task(settings, config, intake["cohort"], point)
-            if has_outcomes_task(settings, intake["cohort"])
-            else None
-        )
-        out += [intake, *([outcomes] if outcomes else [])]
-        out.append(generalization_report_task(settings, config, intake["cohort"], point, outcomes))
-        out.append(fairness_report_task(settings, config, df, point))
-    _publish_reports(out, index_task(settings))
+    out, index = steps.report(config, settings, intake_path, cohort=cohort, run=as_tasks)
+    _publish_reports(out, index)
     crossed = [r for r in out if r["warning"]]
     if fail_on_drift and crossed:
         raise ThresholdCrossed(
@@ -235,20 +195,8 @@ def outcomes_flow(
     generalization (and fairness on real outcomes, given the intake file); rebuild the index. Ends in a
     "Warning" state when performance dropped."""
     config, settings = _setup(config_path, home)
-    df = validate_task(config, outcomes_path, "outcomes", config.points[0], [cohort] if cohort else None)
-    recorded = record_outcomes_task(settings, config, df)
-    out = []
-    for c in recorded["cohorts"]:
-        for point in config.points:
-            outcomes = outcomes_report_task(settings, config, c, point)
-            out += [outcomes, generalization_report_task(settings, config, c, point, outcomes)]
-            if intake_path:
-                out.append(
-                    fairness_report_task(
-                        settings, config, validate_task(config, intake_path, "score", point, [c]), point
-                    )
-                )
-    _publish_reports(out, index_task(settings))
+    out, index = steps.outcomes(config, settings, outcomes_path, cohort=cohort, intake_path=intake_path, run=as_tasks)
+    _publish_reports(out, index)
     return _with_warning(out)
 
 

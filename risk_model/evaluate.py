@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "recall_top_k")
+METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "recall_top_k", "ece")
 
 
 def recall_at_top_k(y: np.ndarray, p: np.ndarray, k_percent: float) -> float:
@@ -26,8 +26,23 @@ def recall_at_top_k(y: np.ndarray, p: np.ndarray, k_percent: float) -> float:
     return float(y[top].sum() / positives)
 
 
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """Mean |observed rate - mean predicted risk| over `n_bins` equal-size groups by predicted risk,
+    weighted by group size. scikit-learn's `calibration_curve` gives the groups but not this sum."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    edges = np.unique(np.linspace(0, len(y), max(1, min(n_bins, len(y))) + 1, dtype=np.int64))
+    ys, ps = y[order], p[order]
+    gaps = [abs(ys[a:b].mean() - ps[a:b].mean()) * (b - a) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return float(sum(gaps) / len(y))
+
+
 def metrics(y: np.ndarray, p: np.ndarray, k_percent: float) -> dict[str, float]:
-    """ROC AUC, PR AUC, Brier, log loss and recall in the top k%, with n and base rate."""
+    """ROC AUC, PR AUC, Brier, log loss, recall in the top k% and calibration error (ECE, 10 groups),
+    with n and base rate."""
     y = np.asarray(y, dtype=int)
     p = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
     both = len(np.unique(y)) == 2
@@ -39,7 +54,17 @@ def metrics(y: np.ndarray, p: np.ndarray, k_percent: float) -> dict[str, float]:
         "brier": float(brier_score_loss(y, p)),
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
         "recall_top_k": recall_at_top_k(y, p, k_percent),
+        "ece": expected_calibration_error(y, p),
     }
+
+
+def auc_standard_error(auc: float, n_pos: float, n_neg: float) -> float:
+    """Hanley & McNeil (1982) standard error of a ROC AUC measured on n_pos positives and n_neg negatives."""
+    if not (n_pos > 0 and n_neg > 0) or math.isnan(auc):
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
+    return math.sqrt(max(var, 0.0))
 
 
 def metrics_by_cohort(cohort: np.ndarray, y: np.ndarray, p: np.ndarray, k_percent: float) -> dict[str, dict]:

@@ -18,6 +18,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from risk_model.evaluate import auc_standard_error
+
 OTHER = "other (small groups)"
 Z = 3.0
 MISSING = "(missing)"
@@ -60,15 +62,6 @@ def _summary(y_true, y_pred, risk) -> dict[str, float]:
         "fpr": float(y_pred[~pos].mean()) if (~pos).any() else float("nan"),
         "mean_predicted": float(risk.mean()),
     }
-
-
-def _auc_se(auc: float, n_pos: int, n_neg: int) -> float:
-    """Hanley & McNeil (1982) standard error of a ROC AUC."""
-    if not (n_pos and n_neg) or math.isnan(auc):
-        return float("nan")
-    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (n_pos * n_neg)
-    return math.sqrt(max(var, 0.0))
 
 
 def _prop_se(rate: float, n: int) -> float:
@@ -118,7 +111,7 @@ def _se(row: pd.Series, metric: str) -> float:
     """Standard error of one group's `metric`, from the students it is measured on."""
     pos, neg = int(row["at_risk"]), int(row["students"] - row["at_risk"])
     if metric == "roc_auc":
-        return _auc_se(row[metric], pos, neg)
+        return auc_standard_error(row[metric], pos, neg)
     if metric == "calibration_gap":  # the predicted mean is near-exact; the observed rate carries the noise
         return _prop_se(row["at_risk_rate"], int(row["students"]))
     n = {"tpr": pos, "fpr": neg, "share_flagged": int(row["students"])}[metric]

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from risk_model.config import DatasetContract, ScoringConfig
+from risk_model.estimate import expected_performance
+from risk_model.explain import factor_text, format_value, typical_values
 from risk_model.features import build_features, fill_unlearned
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
@@ -51,8 +53,11 @@ def tiers(p: np.ndarray, s: ScoringConfig, rank: np.ndarray | None = None) -> np
     )
 
 
-def top_factors(contrib: np.ndarray, X: pd.DataFrame, n: int) -> list[list[dict]]:
-    """Per row, the n features with the largest |contribution|, with direction and value."""
+def top_factors(
+    contrib: np.ndarray, X: pd.DataFrame, n: int, describe: Callable[[dict], str] | None = None
+) -> list[list[dict]]:
+    """Per row, the n features with the largest |contribution|, with direction, value and (given
+    `describe`) the factor in plain words."""
     names = list(X.columns)
     c = contrib[:, :-1]  # last column is the expected value
     top = np.argsort(-np.abs(c), axis=1)[:, :n]
@@ -62,16 +67,38 @@ def top_factors(contrib: np.ndarray, X: pd.DataFrame, n: int) -> list[list[dict]
         row = []
         for j in idx:
             v = values[i, j]
-            row.append(
-                {
-                    "feature": names[j],
-                    "direction": "raises" if c[i, j] > 0 else "lowers",
-                    "contribution": round(float(c[i, j]), 4),
-                    "value": None if pd.isna(v) else (v if isinstance(v, str) else round(float(v), 4)),
-                }
-            )
+            factor = {
+                "feature": names[j],
+                "direction": "raises" if c[i, j] > 0 else "lowers",
+                "contribution": round(float(c[i, j]), 4),
+                "value": None if pd.isna(v) else (v if isinstance(v, str) else round(float(v), 4)),
+            }
+            if describe is not None:
+                factor["text"] = describe(factor)
+            row.append(factor)
         out.append(row)
     return out
+
+
+_TYPICAL: dict[str, dict[str, float]] = {}
+
+
+def describer(bundle: Bundle) -> Callable[[dict], str]:
+    """Factor texts for a model: its feature labels, value labels and the typical (median) value of each
+    numeric feature among its training students (computed once per model version)."""
+    md = bundle.metadata
+    key = str(bundle.path)
+    if key not in _TYPICAL:
+        _TYPICAL[key] = typical_values(bundle.reference(), md["contract"]["numeric_features"])
+    typical, labels = _TYPICAL[key], md.get("feature_labels", {})
+    value_labels: dict[str, dict[str, str]] = md.get("value_labels", {})
+
+    def describe(f: dict) -> str:
+        name = f["feature"]
+        coded = value_labels.get(name, {}).get(format_value(f["value"])) if f["value"] is not None else None
+        return factor_text(f, labels.get(name, name), typical=typical.get(name), value_label=coded)
+
+    return describe
 
 
 def probabilities(
@@ -96,7 +123,8 @@ def probabilities(
         for start in range(0, len(X), CHUNK):
             part = X.iloc[start : start + CHUNK]
             contrib = bundle.booster.predict(part, pred_contrib=True, num_threads=threads)
-            factor_lists += top_factors(contrib, shown.iloc[start : start + CHUNK], s.n_factors)  # values as given
+            # values as given, not as filled in
+            factor_lists += top_factors(contrib, shown.iloc[start : start + CHUNK], s.n_factors, describer(bundle))
             if len(X) > CHUNK:
                 progress(f"Explained {min(start + CHUNK, len(X))}/{len(X)} students")
     return p, factor_lists
@@ -131,16 +159,25 @@ def assemble(
     factor_lists: list[list[dict]],
     unseen: dict[str, dict[str, int]],
 ) -> ScoreResult:
-    """Rank and tier the whole cohort's probabilities (row order of `df`) into the stored score table."""
+    """Rank and tier each cohort's probabilities (row order of `df`) into the stored score table.
+
+    Ranks and capacity tiers are computed within each cohort, never across a file that pools several:
+    "top 10%" means 10% of each intake."""
     ids = df[contract.id_column].astype(str).to_numpy()
-    rank = ranks(p, ids)
+    cohorts = df[contract.cohort_column].astype(str).to_numpy()
+    rank = np.empty(len(p), dtype=np.int64)
+    tier = np.empty(len(p), dtype=object)
+    for cohort in np.unique(cohorts):
+        rows = np.flatnonzero(cohorts == cohort)
+        rank[rows] = ranks(p[rows], ids[rows])
+        tier[rows] = tiers(p[rows], s, rank[rows])
     scored_at = datetime.now(UTC).replace(microsecond=0)
     scores = pd.DataFrame(
         {
             "student_id": ids,
-            "cohort": df[contract.cohort_column].astype(str).to_numpy(),
+            "cohort": cohorts,
             "probability": p.round(6),
-            "tier": tiers(p, s, rank),
+            "tier": tier,
             "rank": rank,
             "factors": factor_lists,
             "model_version": bundle.version,
@@ -149,6 +186,7 @@ def assemble(
         }
     )
     counts = pd.Series(scores["tier"]).value_counts()
+    k = float(bundle.metadata.get("top_k_percent", 10))
     summary = {
         "n_students": int(len(scores)),
         "cohorts": sorted(scores["cohort"].unique().tolist()),
@@ -158,5 +196,14 @@ def assemble(
         "mean_probability": float(p.mean()),
         "unseen_categories": unseen,
         "n_unseen_category_values": int(sum(sum(v.values()) for v in unseen.values())),
+        # per cohort: its tiers and what the model expects of it before outcomes (risk_model.estimate)
+        "by_cohort": {
+            str(c): {
+                "n_students": int(len(g)),
+                "tiers": {t: int((g["tier"] == t).sum()) for t in ("high", "medium", "low")},
+                "expected": expected_performance(g["probability"].to_numpy(), k),
+            }
+            for c, g in scores.groupby("cohort", sort=True)
+        },
     }
     return ScoreResult(scores, summary)

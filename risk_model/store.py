@@ -139,6 +139,17 @@ audit_log = Table(
     Index("ix_audit_log_student", "student_id", "at"),
 )
 
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("reason", String(32), nullable=False),  # missing, unknown, scope
+    Column("route", String(128), nullable=False),  # the route template: never a student id
+    Column("key_prefix", String(16), nullable=True),  # the first characters at most; never the key
+    Index("ix_auth_failures_at", "at"),
+)
+
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
@@ -420,12 +431,15 @@ _AUDIT_ONE = insert(audit_log).values(
 _STUDENT_AUDITED = {k: q.add_cte(_AUDIT_ONE.cte("audit")) for k, q in _STUDENT_QUERIES.items()}
 
 
-def student_scores(
-    engine: Engine, student_id: str, *, key_id: int, cohort: str | None = None, point: str | None = None
-) -> list[dict]:
-    """Every stored score of a student (optionally one cohort / point), and an audit row for
-    the lookup by `key_id`, written whether or not a score is found."""
-    params = {
+def student_query(*, cohort: bool, point: bool, audited: bool):
+    """The student lookup of one filter shape; `audited` adds the audit row as a CTE (PostgreSQL
+    only: SQLite has no INSERT inside WITH). Both API paths run these statements (see `api.lookups`)."""
+    return (_STUDENT_AUDITED if audited else _STUDENT_QUERIES)[(cohort, point)]
+
+
+def lookup_params(student_id: str, *, key_id: int | None, cohort: str | None, point: str | None) -> dict:
+    """The bound values of `student_query`."""
+    return {
         "student_id": student_id,
         "cohort": cohort,
         "point": point,
@@ -434,15 +448,44 @@ def student_scores(
         "a_point": point,
         "at": datetime.now(UTC),
     }
-    shape = (cohort is not None, point is not None)
+
+
+def audit_row(key_id: int, action: str, student_id: str, cohort: str | None, point: str | None) -> dict:
+    """One `audit_log` row: who looked up which student, now."""
+    return {
+        "key_id": key_id,
+        "action": action,
+        "student_id": student_id,
+        "cohort": cohort,
+        "point": point,
+        "at": datetime.now(UTC),
+    }
+
+
+def student_scores(
+    engine: Engine, student_id: str, *, key_id: int | None, cohort: str | None = None, point: str | None = None
+) -> list[dict]:
+    """Every stored score of a student (optionally one cohort / point), and an audit row for
+    the lookup by `key_id`, written whether or not a score is found (`key_id=None`: the caller
+    records the audit row itself, as the API does on SQLite)."""
+    params = lookup_params(student_id, key_id=key_id, cohort=cohort, point=point)
+    shape = {"cohort": cohort is not None, "point": point is not None}
     with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            rows = conn.execute(_STUDENT_AUDITED[shape], params).all()
-        else:  # SQLite has no INSERT inside WITH
-            conn.execute(_AUDIT_ONE, params)
-            rows = conn.execute(_STUDENT_QUERIES[shape], params).all()
+        if key_id is not None and conn.dialect.name == "postgresql":
+            rows = conn.execute(student_query(**shape, audited=True), params).all()
+        else:
+            if key_id is not None:
+                conn.execute(_AUDIT_ONE, params)
+            rows = conn.execute(student_query(**shape, audited=False), params).all()
         conn.commit()
     return [r._asdict() for r in rows]
+
+
+def write_audit(engine: Engine, table: Table, rows: list[dict]) -> None:
+    """Append rows to `audit_log` or `auth_failures` in one transaction."""
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(table), rows)
 
 
 def cohort_points(engine: Engine, cohort: str) -> list[str]:
@@ -456,14 +499,15 @@ def cohort_page(
     cohort: str,
     point: str,
     *,
-    key_id: int,
+    key_id: int | None,
     limit: int,
     tier: str | None = None,
     min_probability: float | None = None,
     after: tuple[float, str] | None = None,
 ) -> list[dict]:
     """One page of a cohort, highest risk first (ties by student id), after the keyset `after`
-    = (probability, student_id) of the previous page's last row; each student returned is audited."""
+    = (probability, student_id) of the previous page's last row; each student returned is audited
+    (`key_id=None`: by the caller)."""
     q = select(*_PAGE_COLS).where(scores.c.cohort == cohort, scores.c.point == point)
     if tier is not None:
         q = q.where(scores.c.tier == tier)
@@ -476,7 +520,7 @@ def cohort_page(
     q = q.order_by(scores.c.probability.desc(), scores.c.student_id).limit(limit)
     now = datetime.now(UTC)
     with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
+        if key_id is not None and conn.dialect.name == "postgresql":
             page = q.cte("page")
             audit = (
                 insert(audit_log)
@@ -497,20 +541,9 @@ def cohort_page(
             rows = [r._asdict() for r in conn.execute(stmt)]
         else:
             rows = [r._asdict() for r in conn.execute(q)]
-            if rows:
+            if rows and key_id is not None:
                 conn.execute(
-                    insert(audit_log),
-                    [
-                        {
-                            "key_id": key_id,
-                            "action": "list",
-                            "student_id": r["student_id"],
-                            "cohort": cohort,
-                            "point": point,
-                            "at": now,
-                        }
-                        for r in rows
-                    ],
+                    insert(audit_log), [audit_row(key_id, "list", r["student_id"], cohort, point) for r in rows]
                 )
         conn.commit()
     return rows

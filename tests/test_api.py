@@ -248,8 +248,11 @@ def test_student_risk_returns_latest_score_with_labelled_factors(api):
     assert body["model_version"] == row.model_version and body["scored_at"].endswith("Z")
     labels = api.world.config.dataset.feature_labels
     for f, stored in zip(body["factors"], row.factors, strict=True):
-        assert set(f) == {"feature", "direction", "label"}  # no feature values, no raw rows
-        assert f["label"] == f"{labels[stored['feature']]} {stored['direction']} risk"
+        assert set(f) == {"feature", "direction", "label"}  # no raw rows, no contribution numbers
+        assert f["label"] == stored["text"]  # the words made at scoring, the same as in the CSV export
+        assert f["label"].startswith(f"{labels[stored['feature']]}: ") and f["label"].endswith(
+            f"{stored['direction']} risk"
+        )
 
 
 def test_student_risk_picks_latest_cohort_and_point_unless_asked(api):

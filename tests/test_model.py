@@ -52,7 +52,9 @@ def test_training_result(trained_home):
     assert set(md["metrics"]["backtest"]["lightgbm"]) == {"2020", "2021", "2022", "all"}
     assert set(md["metrics"]["backtest"]) == {"lightgbm", "logistic", "base_rate"}
     assert md["cv_folds"] == "LeaveOneGroupOut over cohorts"
-    assert t["verdict"] in {"generalizes", "overfits", "underfits"} and t["verdict"] in t["headline"]
+    # the demo mechanism is learnable and stable across years: the honest verdict is "generalizes"
+    assert t["verdict"] == "generalizes" and t["headline"].startswith("The model generalizes")
+    assert f"{t['validation_auc']:.3f} on cohorts it never trained on" in t["headline"]
     for key in ("features", "category_levels", "training_cohorts", "libraries", "data_fingerprint", "calibrator"):
         assert md[key]
     assert "student_id" not in pd.read_parquet(
@@ -83,8 +85,33 @@ def test_calibrated_on_unseen_cohorts(demo_training):
     bt = r.metrics["backtest"]["lightgbm"]["all"]
     # Brier of a calibrated model beats that of predicting the base rate
     assert bt["brier"] < bt["base_rate"] * (1 - bt["base_rate"])
-    oof = r.model.oof
-    assert abs(oof.p.mean() - oof.y.mean()) < 0.02
+    # out of time: each backtest cohort, predicted by a model calibrated on earlier cohorts only, gets
+    # about the share it really had, and its 10 risk groups are each close to their observed rate
+    for cohort, g in r.backtest_predictions.groupby("cohort"):
+        assert abs(g.lightgbm.mean() - g.y.mean()) < 0.03, cohort
+        assert evaluate.expected_calibration_error(g.y, g.lightgbm) < 0.05, cohort
+
+
+def test_expected_calibration_error_by_hand():
+    y = np.array([0, 0, 1, 1, 1, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    # two groups of four by predicted risk: |2/4 - 0.25| and |3/4 - 0.75|, weighted equally
+    assert evaluate.expected_calibration_error(y, p, n_bins=2) == pytest.approx(0.125)
+    assert evaluate.expected_calibration_error(y, np.where(y == 1, 1.0, 0.0), n_bins=4) == 0.0
+
+
+def test_expected_auc_of_an_intake_with_covariate_shift_only(demo_training, demo_config):
+    """The intake is drawn from another mix of students (the planted admissions change) by the same
+    mechanism: estimated from its probabilities alone, its AUC is within 0.02 of the AUC its outcomes give."""
+    from risk_model.estimate import expected_roc_auc
+    from risk_model.features import build_features
+
+    _, r = demo_training
+    d = make_demo(n_per_cohort=1500, n_past=6, seed=3)  # the same history, so the intake it was trained for
+    intake = validate(d.intake, demo_config.dataset, stage="score")
+    p = r.model.predict(build_features(intake, demo_config.dataset, r.model.levels))
+    y = d.outcomes.outcome.isin(demo_config.dataset.at_risk_values).to_numpy()
+    assert expected_roc_auc(p) == pytest.approx(evaluate.metrics(y, p, 10)["roc_auc"], abs=0.02)
 
 
 def test_more_missed_assessments_never_lowers_risk(demo_training, demo_config):

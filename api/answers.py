@@ -1,0 +1,143 @@
+"""What each GET answers, built from store rows and model bundles: named steps the routes call."""
+
+import json
+import math
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from api.champions import natural_key, point_key
+from api.models import (
+    CohortList,
+    CohortMetrics,
+    CohortSummary,
+    Factor,
+    ModelInfo,
+    RealPerformance,
+    ReportEntry,
+    ReportIndex,
+    StudentRisk,
+    Validation,
+)
+from api.settings import ApiSettings
+from risk_model.registry import Bundle
+
+
+def factors(stored: list[dict], labels: dict[str, str]) -> list[Factor]:
+    """Stored top factors in the words made when the student was scored (label, the student's value, a
+    typical value, the direction: `risk_model.explain`); scores stored before those words existed get
+    the label and direction only."""
+    return [
+        Factor(
+            feature=f["feature"],
+            direction=f["direction"],
+            label=f.get("text") or f"{labels.get(f['feature'], f['feature'].replace('_', ' '))} {f['direction']} risk",
+        )
+        for f in stored
+    ]
+
+
+def utc(t: datetime | None) -> datetime | None:
+    """A stored time with its zone (SQLite keeps none)."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
+def latest(rows: list[dict]) -> dict:
+    """The newest of a student's scores: latest cohort, then latest point, then latest run."""
+    if len(rows) == 1:
+        return rows[0]
+    return max(rows, key=lambda r: (natural_key(r["cohort"]), point_key(r["point"]), str(r["scored_at"])))
+
+
+def student_risk(student_id: str, row: dict, labels: dict[str, str]) -> StudentRisk:
+    """GET /v1/students/{id}/risk from the chosen score row."""
+    return StudentRisk(
+        student_id=student_id,
+        cohort=row["cohort"],
+        point=row["point"],
+        probability=row["probability"],
+        tier=row["tier"],
+        rank=row["rank"],
+        factors=factors(row["factors"], labels),
+        model_version=row["model_version"],
+        scored_at=utc(row["scored_at"]),
+    )
+
+
+def cohort_list(rows: list[dict]) -> CohortList:
+    """GET /v1/cohorts: newest cohort and latest point first."""
+    rows = sorted(rows, key=lambda r: (natural_key(r["cohort"]), point_key(r["point"])), reverse=True)
+    return CohortList(cohorts=[CohortSummary(**{**r, "scored_at": utc(r.get("scored_at"))}) for r in rows])
+
+
+def model_info(bundle: Bundle, point: str, points: list[str], scored: pd.DataFrame) -> ModelInfo:
+    """What GET /v1/model answers, from a bundle and its point's scores joined with outcomes."""
+    from risk_model.evaluate import metrics
+
+    md, s = bundle.metadata, bundle.metadata["summary"]
+    kind = s.get("validation", "cv")
+    by_cohort = md["metrics"].get(kind, {}).get("lightgbm", {})
+    real = [
+        RealPerformance(
+            cohort=c,
+            model_version=v,
+            **_finite(metrics(g.at_risk.to_numpy(), g.probability.to_numpy(), md["top_k_percent"])),
+        )
+        for (c, v), g in scored.groupby(["cohort", "model_version"])
+    ]
+    real.sort(key=lambda r: natural_key(r.cohort), reverse=True)
+    return ModelInfo(
+        point=point,
+        points=points,
+        version=bundle.version,
+        created_at=md["created_at"],
+        training_cohorts=md["training_cohorts"],
+        n_training_rows=md["n_training_rows"],
+        validation=Validation(
+            kind=kind,
+            verdict=s["verdict"],
+            auc=s.get("validation_auc"),
+            train_auc=s.get("train_auc"),
+            logistic_auc=s.get("logistic_auc"),
+            headline=s["headline"],
+            by_cohort={c: CohortMetrics(**_finite(m)) for c, m in by_cohort.items() if c != "all"},
+        ),
+        real_performance=real,
+        model_card=bundle.model_card(),
+    )
+
+
+def _finite(m: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in m.items()}
+
+
+def report_index(settings: ApiSettings, limit: int) -> ReportIndex:
+    """The newest `limit` report JSON files under the reports folder, each with its verdict."""
+    root = settings.reports_dir
+    found = []
+    for path in root.glob("**/*.json") if root.is_dir() else []:
+        try:
+            found.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    entries = []
+    for mtime, path in sorted(found, reverse=True)[:limit]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        data = data if isinstance(data, dict) else {}
+        text = {
+            k: (str(data[k]) if data.get(k) is not None else None)
+            for k in ("report", "cohort", "model_version", "verdict")
+        }
+        warning = data.get("warning")
+        entries.append(
+            ReportEntry(
+                path=str(path.relative_to(root)),
+                **text,
+                warning=warning if isinstance(warning, bool) else None,
+                modified_at=datetime.fromtimestamp(mtime, UTC),
+            )
+        )
+    return ReportIndex(reports=entries)

@@ -1,0 +1,1 @@
+"""One APIRouter per resource: students, cohorts, score, model, reports, ops (/health, /ready)."""

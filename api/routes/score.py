@@ -1,0 +1,32 @@
+"""Scoring of new records with the champion model (nothing stored)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import KeyFirstRoute, ScoreKey, State
+from api.errors import AUTH, problems
+from api.models import ScoreResponse, score_request
+from api.routes.params import PointQuery
+from api.scoring import score_records
+
+Factors = Annotated[bool, Query(description="Compute each record's top factors (the slow part).")]
+
+
+def router(max_records: int) -> APIRouter:
+    """The score router; a request holds at most `max_records` records."""
+    score_router = APIRouter(prefix="/v1", tags=["score"], route_class=KeyFirstRoute)
+    ScoreRequest = score_request(max_records)
+
+    @score_router.post("/score", response_model=ScoreResponse, responses=problems(400, 404, 413, 503) | AUTH)
+    def score(
+        api: State,
+        key: ScoreKey,
+        body: ScoreRequest,  # type: ignore[valid-type]
+        point: PointQuery = None,
+        factors: Factors = True,
+    ) -> ScoreResponse:
+        """Score records with the champion model without storing them."""
+        return score_records(api, body.records, point, factors)
+
+    return score_router

@@ -1,1 +1,0 @@
-"""The `student-risk` command line: an edge over the library, the flows and the reports."""

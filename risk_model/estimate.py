@@ -1,0 +1,59 @@
+"""Expected performance of an intake before its outcomes exist (confidence-based estimation).
+
+If the calibrated probability p_i is right, student i struggles with probability p_i. Every
+count a metric needs then has an expected value: the expected number of at-risk students above
+a risk threshold is the sum of their p, of students who do fine the sum of 1 - p. NannyML's CBPE
+(Confidence-Based Performance Estimation) builds the expected confusion matrix this way; here
+each student is entered twice into scikit-learn's weighted metrics, once as "at risk" with
+weight p and once as "fine" with weight 1 - p, which gives the same expected ROC curve without
+a hand-written one.
+
+Why not `nannyml` itself: it resolves with this stack only by pulling LightGBM back to 4.5 and
+adding xgboost and flaml (measured with `uv pip compile`, 2026-11), for one formula.
+
+The estimate is only as good as the calibration on *this* intake: a changed mechanism (the
+same features now meaning something else) is invisible to it, which is why the outcomes
+report later puts estimate, promise and truth side by side.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+
+def _expanded(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each student as a weighted positive (weight p) and a weighted negative (weight 1 - p)."""
+    return np.r_[np.ones(len(p)), np.zeros(len(p))], np.r_[p, p], np.r_[p, 1 - p]
+
+
+def expected_roc_auc(p: np.ndarray) -> float:
+    """ROC AUC the model is expected to reach on these students if their probabilities are right."""
+    p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    if len(p) == 0 or p.sum() == 0 or (1 - p).sum() == 0:
+        return float("nan")
+    y, score, weight = _expanded(p)
+    return float(roc_auc_score(y, score, sample_weight=weight))
+
+
+def expected_recall_top_k(p: np.ndarray, k_percent: float) -> float:
+    """Expected share of all struggling students found among the k% with the highest risk."""
+    p = np.asarray(p, dtype=float)
+    if len(p) == 0 or p.sum() == 0:
+        return float("nan")
+    n_top = max(1, math.ceil(len(p) * k_percent / 100))
+    top = np.argsort(-p, kind="stable")[:n_top]
+    return float(p[top].sum() / p.sum())
+
+
+def expected_performance(p: np.ndarray, k_percent: float) -> dict[str, float]:
+    """Expected ROC AUC, recall in the top k% and at-risk rate of an intake, from its probabilities alone."""
+    p = np.asarray(p, dtype=float)
+    return {
+        "n": int(len(p)),
+        "roc_auc": expected_roc_auc(p),
+        "recall_top_k": expected_recall_top_k(p, k_percent),
+        "at_risk_rate": float(p.mean()) if len(p) else float("nan"),
+    }
