@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reports import build
 from risk_model import jobs
@@ -68,10 +68,12 @@ def score(
     *,
     cohort: str | None = None,
     factors: bool = True,
+    partial: Literal["refuse", "merge", "replace"] = "refuse",
     run: Runner = direct,
     progress: Progress = log.info,
 ) -> list[dict]:
-    """Score a new intake with each point's champion and store the scores."""
+    """Score a new intake with each point's champion and store the scores; `partial` as in
+    `jobs.score_and_store` (a file lacking some of a stored cohort's students is refused by default)."""
     cohorts = [cohort] if cohort else None
     out = []
     for point in config.points:
@@ -85,6 +87,7 @@ def score(
                 df,
                 point=point,
                 factors=factors,
+                partial=partial,
                 progress=progress,
             )
         )
