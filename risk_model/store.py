@@ -198,7 +198,7 @@ def _async_commit(dbapi_conn, _record) -> None:
     dbapi_conn.commit()
 
 
-PLACEHOLDER_PASSWORDS = frozenset({"change-me", "changeme", "password", "postgres", "secret"})
+PLACEHOLDER_PASSWORDS = frozenset({"change-me", "changeme"})  # what templates ship, refused at start
 
 
 def _engine(url: str, *, serving: bool = False, durable_audit: bool = True) -> Engine:

@@ -38,7 +38,9 @@ from tests.conftest import PG_URL, REPO
 
 def _copy_home(trained_home, tmp_path: Path, **kw) -> Settings:
     shutil.copytree(trained_home["settings"].home, tmp_path / "rt")
-    return Settings(home=tmp_path / "rt", **kw)
+    settings = Settings(home=tmp_path / "rt", **kw)
+    store.upgrade(settings.resolved_store_url)  # the deploy step (`student-risk db upgrade`)
+    return settings
 
 
 def _version_dir(settings: Settings) -> Path:
@@ -497,6 +499,7 @@ def test_store_and_exports_are_private_whatever_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         home = tmp_path / "fresh" / "runtime"
+        store.upgrade(f"sqlite:///{home / 'scores.db'}")
         engine = store.connect(f"sqlite:///{home / 'scores.db'}")
         store.write_scores(engine, _frame(["S1", "S2"]), {})
         engine.dispose()
