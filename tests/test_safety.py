@@ -109,6 +109,7 @@ def test_damaged_model_files_are_refused_before_lightgbm_reads_them(trained_home
     assert folder.name in msg and "(no other version to promote)" in msg
 
 
+@pytest.mark.slow  # a fresh interpreter loads the model: about 15 s
 def test_version_saved_before_checksums_is_checked_in_a_subprocess(trained_home, tmp_path):
     """Decision: such a version is not refused (deployed models keep working after the upgrade); it is
     loaded once in a subprocess, where a damaged model aborts that process, not this one."""
