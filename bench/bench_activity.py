@@ -58,7 +58,7 @@ for d in DAYS:
 from risk_model.config import load_config
 from risk_model.sources.activity import read_log
 import pandas as pd
-cfg = load_config(REPO / "examples" / "oulad.toml").activity.model_copy(update={"file": str(F)})
+cfg = load_config(REPO / "risk_model" / "examples" / "oulad.toml").activity.model_copy(update={"file": str(F)})
 log = read_log(cfg, Path(F).parent)
 read = time.perf_counter() - t0
 ids = log.con.execute("SELECT DISTINCT id, cohort FROM daily").df()

@@ -152,7 +152,7 @@ def simple_models(t: pd.DataFrame, num: list[str], train_on: list[str], test: st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "oulad")
-    ap.add_argument("--config", type=Path, default=REPO / "examples" / "oulad.toml")
+    ap.add_argument("--config", type=Path, default=REPO / "risk_model" / "examples" / "oulad.toml")
     ap.add_argument("--days", type=int, nargs="*", default=None)
     ap.add_argument("--skip-yearly", action="store_true", help="only the backtest table")
     ap.add_argument("--skip-backtest", action="store_true", help="only the yearly run")

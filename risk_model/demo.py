@@ -19,12 +19,14 @@ stops protecting, an unrecorded factor appears): the planted performance drop.
 and resource, with a count), days -7 to 84 of the term, driven by the same latent engagement:
 engaged students log in on more days and do more per visit; students who go on to withdraw
 stop at some day, those who go on to fail fade. It is drawn from its own random stream, so
-the student tables are the same with or without it. `examples/demo_activity.toml` reads it.
+the student tables are the same with or without it. `risk_model/examples/demo_activity.toml` reads it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -163,3 +165,12 @@ def make_demo(
         outcomes=new[["student_id", "cohort", "outcome"]],
         activity=pd.concat([*(p[1] for p in past), new_activity], ignore_index=True),
     )
+
+
+def example_config(name: str = "demo") -> Path:
+    """A settings file shipped in the package (`risk_model/examples/<name>.toml`: demo, oulad),
+    found through the installed package so it works from any folder."""
+    path = Path(str(resources.files("risk_model") / "examples" / f"{name}.toml"))
+    if not path.is_file():
+        raise FileNotFoundError(f"No example settings {name!r}: {path} is not in the installed package.")
+    return path

@@ -231,7 +231,7 @@ def test_points_must_name_features() -> None:
 
 def test_config_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "x.toml"
-    path.write_text((REPO / "examples" / "oulad.toml").read_text().replace('day_column = "date"', ""))
+    path.write_text((REPO / "risk_model" / "examples" / "oulad.toml").read_text().replace('day_column = "date"', ""))
     with pytest.raises(ConfigError, match="(?s)x.toml.*exactly one of day_column"):
         load_config(path)
 
@@ -254,7 +254,7 @@ def test_oulad_clicks_after_day_n_change_nothing(tmp_path: Path) -> None:
         f"COPY (SELECT * FROM read_csv('{tmp_path / 'all.csv.gz'}') WHERE date <= {DAY}) "
         f"TO '{tmp_path / 'known.csv.gz'}' (HEADER)"
     )
-    config = load_config(REPO / "examples" / "oulad.toml")
+    config = load_config(REPO / "risk_model" / "examples" / "oulad.toml")
     tables = []
     for name in ["all", "known"]:
         (tmp_path / "studentVle.csv.gz").unlink(missing_ok=True)
