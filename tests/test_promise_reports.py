@@ -142,3 +142,4 @@ def test_index_shows_the_expected_numbers_and_the_promise_per_cohort_and_point(p
     assert 'data-testid="expectation"' in page and promise["text"].split(" (")[0] in page
     kept = [e for e in v["index"]["reports"] if e["report"] == "intake_drift" and e["before_outcomes"]]
     assert len(kept) == 1 and kept[0]["promise"] == promise and kept[0]["expected"] == v["before"]["expected"]
+
