@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
 
 from risk_model.config import Settings
 from risk_model.demo import make_demo
@@ -64,32 +64,27 @@ def test_intake_report_states_the_estimate_and_the_promise_at_the_top(promised):
     assert not r["outcomes_known"] and r["expected"]["n"] == 800
     assert r["promise"]["status"] in ("holds", "widened")
     assert r["promise"]["estimate"] == pytest.approx(r["expected"]["roc_auc"])
-    page = v["settings"].reports_dir.joinpath(*json_parts(r)).read_text()
+    page = Path(r["html"]).read_text()
     top = page[: page.index("<main")]  # the verdict section, before the evidence
     assert 'data-testid="promise"' in top and f"ROC AUC {r['expected']['roc_auc']:.2f}" in top
     assert r["promise"]["text"].split(" (")[0] in top
-
-
-def json_parts(r: dict) -> tuple[str, ...]:
-    from pathlib import Path
-
-    p = Path(r["html"])
-    return p.parts[-4:]
 
 
 def test_estimate_within_002_of_the_true_auc_under_covariate_shift_only(promised):
     v = promised["shift"]
     est = v["before"]["expected"]["roc_auc"]
     assert abs(est - _true_auc(v)) <= 0.02, (est, _true_auc(v))
-    scores = v["outcomes"]
-    assert scores["n_students"] == 800
+    assert v["outcomes"]["n_students"] == 800
 
 
 def test_outcomes_report_reads_the_promise_made_before_outcomes(promised):
     v = promised["shift"]
     assert v["after"]["outcomes_known"]
     kept = json.loads(
-        (v["settings"].reports_dir / v["cohort"] / "default").glob("*/before-outcomes/intake_drift.json").__next__().read_text()
+        (v["settings"].reports_dir / v["cohort"] / "default")
+        .glob("*/before-outcomes/intake_drift.json")
+        .__next__()
+        .read_text()
     )
     b = v["outcomes"]["before_outcomes"]
     assert b["before_outcomes"] and "made before the outcomes were recorded" in b["source"]
@@ -107,7 +102,7 @@ def test_outcomes_report_says_the_truth_fell_inside_the_promise(promised):
     )
     gap = abs(round(auc, 2) - round(est, 2))
     assert f"The estimate made before outcomes ({est:.2f}) was {gap:.2f} from the truth, within 0.03." in r["verdict"]
-    page = open(r["html"]).read()
+    page = Path(r["html"]).read_text()
     assert "Estimate, promise and truth" in page and 'data-testid="promise-text"' in page
 
 
@@ -143,3 +138,60 @@ def test_index_shows_the_expected_numbers_and_the_promise_per_cohort_and_point(p
     kept = [e for e in v["index"]["reports"] if e["report"] == "intake_drift" and e["before_outcomes"]]
     assert len(kept) == 1 and kept[0]["promise"] == promise and kept[0]["expected"] == v["before"]["expected"]
 
+
+def test_report_flow_publishes_the_promise_as_a_markdown_artifact(promised, monkeypatch):
+    from flows import pipeline
+
+    made = []
+    monkeypatch.setattr(pipeline, "create_markdown_artifact", lambda **kw: made.append(kw))
+    r = promised["shift"]["before"]
+    pipeline._publish_promises([r, promised["shift"]["outcomes"]])
+    [art] = made
+    assert art["key"] == "promise" and r["promise"]["text"] in art["markdown"]
+    assert (
+        f"ROC AUC {r['expected']['roc_auc']:.2f}" in art["markdown"]
+        and f"**{r['promise']['status']}**" in art["markdown"]
+    )
+
+
+def test_training_keeps_the_by_cohort_metrics_each_backtest_model_promised_from(trained_home, demo_config):
+    from risk_model.registry import Registry
+
+    md = Registry(trained_home["settings"].registry_dir).load(contract=demo_config.dataset).metadata
+    by = md["metrics"]["promised_by_cohort"]
+    assert set(by) == {c for c in md["metrics"]["backtest"]["lightgbm"] if c != "all"}
+    for cohort, folds in by.items():  # each backtest model saw only the cohorts before its test cohort
+        assert all(c < cohort for c in folds if c != "all")
+
+
+def test_bench_promise_table_on_backtest_like_predictions(demo_config):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from promise_table import earlier_metrics, promise_line, promise_row
+
+    metrics = {
+        "backtest": {
+            "lightgbm": {
+                "2020": {"n": 2000, "base_rate": 0.3, "roc_auc": 0.80},
+                "2021": {"n": 2000, "base_rate": 0.3, "roc_auc": 0.84},
+                "all": {"n": 4000, "base_rate": 0.3, "roc_auc": 0.82},
+            }
+        },
+        "promised_by_cohort": {
+            "2021": {
+                "2019": {"n": 2000, "base_rate": 0.3, "roc_auc": 0.81},
+                "2020": {"n": 2000, "base_rate": 0.3, "roc_auc": 0.83},
+            }
+        },
+    }
+    earlier = earlier_metrics(metrics, "2021")
+    assert list(earlier["backtest"]["lightgbm"]) == ["2020"] and set(earlier["cv"]["lightgbm"]) == {"2019", "2020"}
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, 4000)
+    p = 1 / (1 + np.exp(-(1.5 * x - 1.0)))
+    y = (rng.random(len(p)) < p).astype(int)  # probabilities right: estimate near the truth, inside the promise
+    row = promise_row("2021", y, p, earlier, 10)
+    assert row["inside"] and row["near"] and row["status"] == "holds" and row["ece"] < 0.05
+    assert row["low"] <= row["estimate"] <= row["high"]
+    assert promise_line("2021", y, p, earlier, 10).split()[:2] == ["2021", f"{row['estimate']:.2f}"]
