@@ -21,6 +21,7 @@ measure (`promises`, `real_metrics`, `run_evidently`, `evidently_values`) -> jud
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,9 @@ def judge_promise(auc: float, before: dict, cfg: ReportConfig) -> tuple[str, dic
     """(two sentences, the check): did the truth fall inside the promise made before outcomes, and how far
     was the estimate from it. Compared on the two-decimal values the sentences print."""
     promise, est = before["promise"], float(before["expected"]["roc_auc"])
-    gap = hundredths(auc) - hundredths(est)  # truth minus estimate, in printed hundredths
-    missed = abs(gap) > hundredths(cfg.estimate_tolerance)
+    known = math.isfinite(est)  # no estimate when every probability was 0 or 1
+    gap = hundredths(auc) - hundredths(est) if known else 0  # truth minus estimate, in printed hundredths
+    missed = known and abs(gap) > hundredths(cfg.estimate_tolerance)
     if promise["status"] == "withdrawn":
         inside = None
         said = f"No promise had been made for this cohort (withdrawn before outcomes); its real AUC is {auc:.2f}."
@@ -139,6 +141,8 @@ def judge_promise(auc: float, before: dict, cfg: ReportConfig) -> tuple[str, dic
             f" The estimate missed by {abs(gap) / 100:.2f}: the mechanism changed, which no estimate made before "
             f"outcomes can see (estimated {est:.2f} before outcomes, real {auc:.2f})."
         )
+    elif not known:
+        said += " No AUC could be estimated before outcomes (every predicted risk was 0 or 1)."
     else:
         said += (
             f" The estimate made before outcomes ({est:.2f}) was {abs(gap) / 100:.2f} from the truth, within "
@@ -148,7 +152,7 @@ def judge_promise(auc: float, before: dict, cfg: ReportConfig) -> tuple[str, dic
         "inside": inside,
         "estimate": est,
         "truth": auc,
-        "estimate_error": gap / 100,
+        "estimate_error": gap / 100 if known else None,
         "estimate_missed": missed,
         "estimate_tolerance": cfg.estimate_tolerance,
     }
