@@ -195,3 +195,15 @@ def test_bench_promise_table_on_backtest_like_predictions(demo_config):
     assert row["inside"] and row["near"] and row["status"] == "holds" and row["ece"] < 0.05
     assert row["low"] <= row["estimate"] <= row["high"]
     assert promise_line("2021", y, p, earlier, 10).split()[:2] == ["2021", f"{row['estimate']:.2f}"]
+
+
+def test_pages_with_the_promise_open_cleanly_in_a_browser(promised):
+    from test_browser import Browser, chromium_or_fail
+
+    v = promised["mechanism"]
+    with Browser(chromium_or_fail()) as browser:
+        for r in (v["before"], v["outcomes"]):
+            got = browser.open(Path(r["html"]), settle=1.0)
+            assert got.problems() == [] and got.verdict == r["verdict"]
+        index = browser.open(v["settings"].reports_dir / "index.html", settle=0.5)
+        assert index.problems() == [] and index.verdict == v["index"]["verdict"]
