@@ -11,8 +11,10 @@ from api.models import (
     CohortList,
     CohortMetrics,
     CohortSummary,
+    Expectation,
     Factor,
     ModelInfo,
+    PromiseInfo,
     RealPerformance,
     ReportEntry,
     ReportIndex,
@@ -20,6 +22,9 @@ from api.models import (
     Validation,
 )
 from api.settings import ApiSettings
+from reports.promised import intake_expectation
+from risk_model import store
+from risk_model.paths import safe_name
 from risk_model.registry import Bundle
 
 
@@ -70,7 +75,39 @@ def cohort_list(rows: list[dict]) -> CohortList:
     return CohortList(cohorts=[CohortSummary(**{**r, "scored_at": utc(r.get("scored_at"))}) for r in rows])
 
 
-def model_info(bundle: Bundle, point: str, points: list[str], scored: pd.DataFrame) -> ModelInfo:
+def expectation(settings: ApiSettings, engine, point: str) -> Expectation | None:
+    """The newest scored cohort of `point`: expected performance and promise from its intake report (the
+    copy from before outcomes first); without one, the expected numbers of its score run and no promise."""
+    runs = store.latest_runs(engine, point)
+    if not runs:
+        return None
+    run = max(runs, key=lambda r: natural_key(r["cohort"]))
+    cohort, version = run["cohort"], run["model_version"]
+    found = intake_expectation(settings.reports_dir / safe_name(cohort) / safe_name(point) / safe_name(version))
+    if found is not None:
+        expected, k, promise = found["expected"], found.get("k_percent"), found.get("promise")
+        when = "before its outcomes" if found["before_outcomes"] else "after its outcomes were recorded"
+        source = f"intake report of cohort {cohort} built {found.get('created_at')} ({when})"
+    else:
+        summary = store.run_summary(engine, cohort, point) or {}
+        expected = (summary.get("by_cohort") or {}).get(cohort, {}).get("expected")
+        if expected is None:
+            return None
+        k, promise = summary.get("top_k_percent"), None
+        source = f"score run of cohort {cohort}; no intake report yet (run `student-risk report` for the promise)"
+    return Expectation(
+        cohort=cohort,
+        model_version=version,
+        **_finite({m: expected.get(m) for m in ("n", "roc_auc", "recall_top_k", "at_risk_rate")}),
+        top_k_percent=k,
+        promise=PromiseInfo(**_finite({f: promise.get(f) for f in PromiseInfo.model_fields})) if promise else None,
+        source=source,
+    )
+
+
+def model_info(
+    bundle: Bundle, point: str, points: list[str], scored: pd.DataFrame, expected: Expectation | None = None
+) -> ModelInfo:
     """What GET /v1/model answers, from a bundle and its point's scores joined with outcomes."""
     from risk_model.evaluate import metrics
 
@@ -104,6 +141,7 @@ def model_info(bundle: Bundle, point: str, points: list[str], scored: pd.DataFra
         ),
         real_performance=real,
         model_card=bundle.model_card(),
+        expected=expected,
     )
 
 

@@ -108,6 +108,28 @@ class RealPerformance(CohortMetrics):
     model_version: str
 
 
+class PromiseInfo(BaseModel):
+    status: Literal["holds", "widened", "withdrawn"]
+    low: float | None = Field(description="The promised range of ROC AUC (meaningless when withdrawn).")
+    high: float | None
+    centre: float | None = Field(description="Mean ROC AUC of the forward backtest.")
+    estimate: float | None = Field(description="Expected ROC AUC of this intake from its own probabilities.")
+    drifted_weight: float | None = Field(description="Share of the model's importance in features that drifted.")
+    text: str
+
+
+class Expectation(BaseModel):
+    cohort: str
+    model_version: str
+    n: int
+    roc_auc: float | None = Field(description="Expected ROC AUC before outcomes (from calibrated probabilities).")
+    recall_top_k: float | None
+    at_risk_rate: float | None
+    top_k_percent: float | None
+    promise: PromiseInfo | None = Field(description="Null until the intake report of this cohort is built.")
+    source: str = Field(description="Where these numbers were read.")
+
+
 class ModelInfo(BaseModel):
     point: str
     points: list[str] = Field(description="Every prediction point with a champion, latest first.")
@@ -118,6 +140,11 @@ class ModelInfo(BaseModel):
     validation: Validation
     real_performance: list[RealPerformance] = Field(description="Scored cohorts with recorded outcomes, newest first.")
     model_card: str = Field(description="Markdown.")
+    expected: Expectation | None = Field(
+        None,
+        description="The latest scored cohort of this point: its performance expected before outcomes and the "
+        "promise made for it (from its intake report, the version from before outcomes first).",
+    )
 
 
 class ReportEntry(BaseModel):

@@ -158,6 +158,8 @@ def main() -> None:
     ap.add_argument("--skip-backtest", action="store_true", help="only the yearly run")
     args = ap.parse_args()
 
+    from promise_table import HEADER, earlier_metrics, promise_line
+
     from risk_model import jobs
     from risk_model.bootstrap import paired_auc_difference
     from risk_model.config import load_config
@@ -176,7 +178,7 @@ def main() -> None:
             f"{'day':>4} {'test':>6} {'n':>6} {'product':>8} {'ref LR':>7} {'ref LGB':>8} "
             f"{'product-better [95% paired]':>29} {'CV promise':>11}  family"
         )
-        wins = []
+        wins, promise_lines = [], []
         backtest_s = 0.0
         for day in days:
             point = f"day{day}"
@@ -198,6 +200,17 @@ def main() -> None:
                 ok = d["value"] > 0
                 if cohort == "2014B":
                     wins.append(ok)
+                mine = r.backtest_predictions[r.backtest_predictions.cohort == cohort]  # every student it scored
+                promise_lines.append(
+                    f"{day:>4} "
+                    + promise_line(
+                        cohort,
+                        mine.y.to_numpy(),
+                        mine.lightgbm.to_numpy(),
+                        earlier_metrics(r.metrics, cohort),
+                        config.training.top_k_percent,
+                    )
+                )
                 print(
                     f"{day:>4} {cohort:>6} {len(both):>6} {auc['lightgbm']:>8.3f} {auc['ref_lr']:>7.3f} "
                     f"{auc['ref_lgb']:>8.3f}   {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
@@ -214,6 +227,7 @@ def main() -> None:
             f"backtest wall time {backtest_s:.0f} s; * = interval above 0; beats the better reference at every "
             f"day on 2014B: {all(wins)}"
         )
+        print(HEADER, *promise_lines, sep="\n")
     if args.skip_yearly:
         return
 

@@ -118,6 +118,22 @@ def _publish_reports(out: list[dict], index: dict) -> None:
             get_run_logger().warning(r["verdict"])
 
 
+def _publish_promises(out: list[dict]) -> None:
+    """What each intake is expected to do before its outcomes, and the promise, as the intake reports say."""
+    lines = []
+    for r in out:
+        if r["report"] != "intake_drift" or not r.get("promise"):
+            continue
+        e, p = r["expected"], r["promise"]
+        lines.append(
+            f"**Cohort {r['cohort']}** (model {r['model_version']}): expected before outcomes ROC AUC "
+            f"{e['roc_auc']:.2f}, recall in the top {r['k_percent']:g}% {e['recall_top_k']:.2f}, at-risk rate "
+            f"{e['at_risk_rate']:.0%}. Promise **{p['status']}**: {p['text']}"
+        )
+    if lines:
+        create_markdown_artifact(key="promise", markdown="\n\n".join(lines), description="The promise per intake")
+
+
 def _publish_training(summaries: list[dict]) -> None:
     rows = [
         {
@@ -203,6 +219,7 @@ def report_flow(
     config, settings = _setup(config_path, home)
     out, index = steps.report(config, settings, intake_path, cohort=cohort, run=as_tasks)
     _publish_reports(out, index)
+    _publish_promises(out)
     crossed = [r for r in out if r["warning"]]
     if fail_on_drift and crossed:
         raise ThresholdCrossed(

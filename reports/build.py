@@ -41,7 +41,17 @@ def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, p
         model_version=bundle.version,
         validation_auc=bundle.metadata["summary"]["validation_auc"],
         outcomes_known=not recorded.empty,
+        metrics=bundle.metadata["metrics"],
+        importance=importance(bundle),
+        k_percent=float(bundle.metadata.get("top_k_percent", config.training.top_k_percent)),
     )
+
+
+def importance(bundle: Bundle) -> dict[str, float]:
+    """The model's gain importance per feature, by the contract's feature names (LightGBM keeps them
+    in the same order under its own safe names)."""
+    gains = bundle.booster.feature_importance("gain")
+    return {f: float(g) for f, g in zip(bundle.features, gains, strict=True)}
 
 
 def _cohort_of(config: Config, df: pd.DataFrame) -> str:
@@ -100,17 +110,51 @@ def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: s
         raise ValueError(f"none of the {len(outcomes)} recorded outcomes of cohort {cohort} matches a scored student")
     bundle = _scoring_bundle(settings, config, scores, point)
     high = current.loc[current["tier"] == "high", "risk"]
+    out_dir = report_dir(settings, cohort, point, bundle.version)
     return build_outcomes_report(
         current,
         bundle.reference(),
         bundle.metadata,
         config.reports,
-        report_dir(settings, cohort, point, bundle.version),
+        out_dir,
         cohort=cohort,
         point=point,
         flag_threshold=float(high.min()) if len(high) else None,
         coverage=coverage,
+        before=_what_was_promised(config, bundle, scores, out_dir),
     )
+
+
+def _what_was_promised(config: Config, bundle: Bundle, scores: pd.DataFrame, out_dir: Path) -> dict:
+    """The expected performance and the promise of the intake report made before outcomes (see
+    `reports.promised`); without any intake report, both computed now from the stored probabilities,
+    which need no outcome, but without knowing which features drifted (and said so)."""
+    from reports.promised import intake_expectation
+    from risk_model.estimate import expected_performance
+    from risk_model.promise import make_promise
+
+    found = intake_expectation(out_dir)
+    if found is not None and found["promise"] is not None:
+        when = found["created_at"] or "an unknown time"
+        if found["before_outcomes"]:
+            found["source"] = f"the intake report of {when}, made before the outcomes were recorded"
+        else:
+            found["source"] = (
+                f"the intake report of {when}, built after the outcomes were recorded but from the intake's "
+                "probabilities and drift only (no intake report was kept from before)"
+            )
+        return found
+    k = float(bundle.metadata.get("top_k_percent", config.training.top_k_percent))
+    expected = expected_performance(scores["probability"].to_numpy(dtype=float), k)
+    promise = make_promise(bundle.metadata["metrics"], expected, importance=importance(bundle))
+    return {
+        "expected": expected,
+        "promise": promise.to_dict(),
+        "k_percent": k,
+        "created_at": None,
+        "before_outcomes": False,
+        "source": "the stored probabilities, now: no intake report was built, so drift is not taken into account",
+    }
 
 
 def _measured_new_cohort(config: Config, bundle: Bundle, cohort: str, current: pd.DataFrame | None) -> dict | None:

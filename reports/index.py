@@ -3,7 +3,9 @@
 It reads the JSON written beside each report (reports_dir/cohort/point/version/name.json),
 so it always shows what is on disk; it is rebuilt after every report run. A report as it was
 before real outcomes arrived (kept in before-outcomes/, see `page.keep_before_outcomes`) is listed
-beside the current one: it is what was promised.
+beside the current one: it is what was promised. Each cohort, point and version shows at its head
+what was expected of the intake before its outcomes and the promise (from the intake report,
+the copy from before outcomes first).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def _entry(reports_dir: Path, js: Path, kept: bool) -> dict | None:
         "built": data.get("created_at")
         or datetime.fromtimestamp(js.stat().st_mtime, UTC).isoformat(timespec="seconds"),
         "before_outcomes": kept,
+        "expected": data.get("expected"),
+        "promise": data.get("promise"),
+        "k_percent": data.get("k_percent"),
     }
 
 
@@ -97,8 +102,20 @@ def judge(entries: list[dict]) -> tuple[str, bool]:
     return f"Cohort {latest}: no report raised a warning; its risk scores can be used as validated.", False
 
 
+def expectation(items: list[dict]) -> dict | None:
+    """What was expected of a group's intake before outcomes: the intake report kept from before them
+    first, else the current one; None without an intake report that states it."""
+    intakes = [e for e in items if e["report"] == "intake_drift" and e.get("expected")]
+    intakes.sort(key=lambda e: not e["before_outcomes"])
+    if not intakes:
+        return None
+    e = intakes[0]
+    return {"expected": e["expected"], "promise": e["promise"], "k": f"{e.get('k_percent') or 10:g}"}
+
+
 def sections(entries: list[dict]) -> list[dict]:
-    """The entries grouped by cohort, prediction point and model version, each with its display fields."""
+    """The entries grouped by cohort, prediction point and model version, each with its display fields
+    and what was expected of the intake before outcomes."""
     groups: dict[tuple, list[dict]] = {}
     for e in entries:
         groups.setdefault((e["cohort"], e["point"], e["version"]), []).append(
@@ -109,7 +126,10 @@ def sections(entries: list[dict]) -> list[dict]:
                 "built_at": e["built"][:16].replace("T", " "),
             }
         )
-    return [{"cohort": c, "point": p, "version": v, "reports": items} for (c, p, v), items in groups.items()]
+    return [
+        {"cohort": c, "point": p, "version": v, "reports": items, "expectation": expectation(items)}
+        for (c, p, v), items in groups.items()
+    ]
 
 
 def build_index(reports_dir: Path) -> dict:

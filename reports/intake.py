@@ -6,8 +6,14 @@ intake's scores with the out-of-fold risk of the training cohorts. The page open
 the answer in plain words: which features moved most, and whether the validation
 estimate can still be relied on. Evidently's own page is written beside it (evidently/).
 
-measure (`empty_columns`, `evidently_frames`, `run_evidently`, `drift_results`, `measure`)
--> judge (`judge`) -> render (`render`) -> write (`page.write_report`), composed in
+At the top, before any outcome exists, the page says what to expect of this intake: its
+expected ROC AUC, recall in the top k% and at-risk rate from its own calibrated probabilities
+(`risk_model.estimate`), and the promise, a range for its ROC AUC that is widened or withdrawn
+when the drifted features carry much of the model's weight (`risk_model.promise`). Both are
+kept in the report's JSON: the outcomes report and the API read the promise from there.
+
+measure (`empty_columns`, `evidently_frames`, `run_evidently`, `drift_results`, `measure`,
+`expectation`) -> judge (`judge`) -> render (`render`) -> write (`page.write_report`), composed in
 `build_intake_report`.
 """
 
@@ -22,6 +28,8 @@ import pandas as pd
 from reports import page
 from reports.page import apart, defang, write_report
 from risk_model.config import DatasetContract, ReportConfig
+from risk_model.estimate import expected_performance
+from risk_model.promise import make_promise
 
 NAME = "intake_drift"
 
@@ -138,6 +146,22 @@ def measure(
     return numbers, snapshot
 
 
+def expectation(
+    current: pd.DataFrame,
+    features: dict[str, dict],
+    metrics: dict | None,
+    importance: dict[str, float] | None,
+    k_percent: float,
+) -> tuple[dict, dict | None]:
+    """(expected performance of the intake from its own probabilities, the promise as a dict or None
+    without the model's metrics): the promise weighs each drifted feature by the model's importance."""
+    expected = expected_performance(current["risk"].to_numpy(dtype=float), k_percent)
+    if metrics is None:
+        return expected, None
+    drifted = {c: bool(v.get("drifted")) for c, v in features.items()}
+    return expected, make_promise(metrics, expected, importance=importance, drifted=drifted).to_dict()
+
+
 def judge(m: dict, contract: DatasetContract, cohort: str, validation_auc: float | None) -> tuple[str, bool]:
     """(verdict, warning): drift of the features or of the predicted risk means read the scores with care.
 
@@ -192,6 +216,9 @@ def render(numbers: dict, contract: DatasetContract, cfg: ReportConfig) -> str:
         rows=feature_rows(numbers, contract),
         risk_score=apart(numbers["prediction_drift"]["score"], numbers["prediction_drift"]["threshold"]),
         not_compared=", ".join(contract.label(c) for c in numbers["not_compared"]),
+        expected=numbers["expected"],
+        promise=numbers["promise"],
+        k=f"{numbers['k_percent']:g}",
         charts=None,
     )
 
@@ -207,6 +234,9 @@ def build_intake_report(
     model_version: str,
     validation_auc: float | None = None,
     outcomes_known: bool = False,
+    metrics: dict | None = None,
+    importance: dict[str, float] | None = None,
+    k_percent: float = 10.0,
 ) -> dict:
     """Write intake_drift.html and intake_drift.json into `out_dir` (Evidently's page under evidently/);
     return the JSON numbers.
@@ -214,9 +244,13 @@ def build_intake_report(
     `reference` has the features and a `risk` column (out-of-fold training risk);
     `current` has the features and a `risk` column (the intake's calibrated probability).
     `outcomes_known`: whether the cohort's real outcomes were recorded when this was built.
+    `metrics`: the scoring model's training metrics (metadata["metrics"]), `importance`: its feature
+    importance by contract feature name; with them the page states the promise for this intake.
     """
     m, snapshot = measure(reference, current, contract, cfg)
+    expected, promise = expectation(current, m["features"], metrics, importance, k_percent)
     verdict, warning = judge(m, contract, cohort, validation_auc)
+    warning = warning or (promise is not None and promise["status"] == "withdrawn")
     out_dir = Path(out_dir)
     numbers = {
         "report": NAME,
@@ -226,6 +260,9 @@ def build_intake_report(
         "verdict": verdict,
         "warning": warning,
         **m,
+        "k_percent": k_percent,
+        "expected": expected,
+        "promise": promise,
         "outcomes_known": outcomes_known,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "html": str(out_dir / f"{NAME}.html"),

@@ -8,12 +8,20 @@ than `performance_drop` with an interval that excludes the promise. Evidently's
 ClassificationPreset compares this cohort with the training reference in detail, on its own
 page (evidently/outcomes.html).
 
+Beside it, what was said on the day the intake was scored, read from the intake report made
+before outcomes: the estimate (expected performance from the intake's own probabilities), the
+promise (a range for the AUC) and now the truth. The verdict says whether the truth fell inside
+the promised range and how far the estimate was from it; an estimate further than
+`estimate_tolerance` from the truth means the mechanism changed, which no estimate made before
+outcomes can see.
+
 measure (`promises`, `real_metrics`, `run_evidently`, `evidently_values`) -> judge (`judge`,
-`advice`) -> render (`render`) -> write (`page.write_report`), composed in `build_outcomes_report`.
+`judge_promise`, `advice`) -> render (`render`) -> write (`page.write_report`), composed in `build_outcomes_report`.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ from reports.page import num, pct, printed, write_report
 from risk_model import evaluate
 from risk_model.bootstrap import bootstrap_metrics, calibration_curve
 from risk_model.config import ReportConfig
+from risk_model.promise import Promise
 
 NAME = "outcomes"
 LABELS = {
@@ -107,6 +116,80 @@ def judge(real: dict, promised: float, cfg: ReportConfig, cohort: str) -> tuple[
         False,
         "generalized",
     )
+
+
+def judge_promise(auc: float, before: dict, cfg: ReportConfig) -> tuple[str, dict]:
+    """(two sentences, the check): did the truth fall inside the promise made before outcomes, and how far
+    was the estimate from it. Compared on the two-decimal values the sentences print."""
+    promise, est = before["promise"], float(before["expected"]["roc_auc"])
+    known = math.isfinite(est)  # no estimate when every probability was 0 or 1
+    gap = hundredths(auc) - hundredths(est) if known else 0  # truth minus estimate, in printed hundredths
+    missed = known and abs(gap) > hundredths(cfg.estimate_tolerance)
+    if promise["status"] == "withdrawn":
+        inside = None
+        said = f"No promise had been made for this cohort (withdrawn before outcomes); its real AUC is {auc:.2f}."
+    else:
+        inside = Promise(**promise).contains(auc)
+        low, high = promise["low"], promise["high"]
+        said = (
+            f"The truth fell inside the promise: AUC {auc:.2f} within the promised {low:.2f}-{high:.2f}."
+            if inside
+            else f"The truth fell outside the promise: AUC {auc:.2f} vs the promised {low:.2f}-{high:.2f}."
+        )
+    if missed:
+        said += (
+            f" The estimate missed by {abs(gap) / 100:.2f}: the mechanism changed, which no estimate made before "
+            f"outcomes can see (estimated {est:.2f} before outcomes, real {auc:.2f})."
+        )
+    elif not known:
+        said += " No AUC could be estimated before outcomes (every predicted risk was 0 or 1)."
+    else:
+        said += (
+            f" The estimate made before outcomes ({est:.2f}) was {abs(gap) / 100:.2f} from the truth, within "
+            f"{cfg.estimate_tolerance:.2f}."
+        )
+    check = {
+        "inside": inside,
+        "estimate": est,
+        "truth": auc,
+        "estimate_error": gap / 100 if known else None,
+        "estimate_missed": missed,
+        "estimate_tolerance": cfg.estimate_tolerance,
+    }
+    return said, check
+
+
+def estimate_rows(numbers: dict, k: float) -> list[dict]:
+    """Estimate, promise and truth side by side, per measure the estimate covers."""
+    before, real = numbers["before_outcomes"], numbers["real"]
+    if not before:
+        return []
+    est, promise = before["expected"], before["promise"]
+    promised = "withdrawn" if promise["status"] == "withdrawn" else f"{num(promise['low'])} - {num(promise['high'])}"
+    auc = real["roc_auc"]
+    return [
+        {
+            "measure": "ROC AUC",
+            "estimate before outcomes": num(est["roc_auc"]),
+            "promised range": promised,
+            "truth": num(auc["value"]),
+            "truth's 95% interval": f"{num(auc['low'])} - {num(auc['high'])}",
+        },
+        {
+            "measure": f"recall in top {k:g}%",
+            "estimate before outcomes": num(est["recall_top_k"]),
+            "promised range": "",
+            "truth": num(real["recall_top_k"]["value"]),
+            "truth's 95% interval": f"{num(real['recall_top_k']['low'])} - {num(real['recall_top_k']['high'])}",
+        },
+        {
+            "measure": "at-risk rate",
+            "estimate before outcomes": pct(est["at_risk_rate"]),
+            "promised range": "",
+            "truth": pct(numbers["base_rate"]),
+            "truth's 95% interval": "",
+        },
+    ]
 
 
 def real_metrics(current: pd.DataFrame, k: float, cfg: ReportConfig) -> tuple[dict, dict, pd.DataFrame]:
@@ -255,6 +338,7 @@ def render(numbers: dict, cfg: ReportConfig, k: float) -> str:
         ],
         notes=notes(numbers, cfg),
         promise_cohorts=", ".join(promise["cohorts"]),
+        estimate_rows=estimate_rows(numbers, k),
         vs_chart=vs_chart,
         cal_chart=cal_chart,
     )
@@ -282,19 +366,26 @@ def build_outcomes_report(
     point: str = "default",
     flag_threshold: float | None = None,
     coverage: dict | None = None,
+    before: dict | None = None,
 ) -> dict:
     """Write outcomes.html and outcomes.json into `out_dir` (Evidently's page under evidently/); return
     the JSON numbers.
 
     `current`: one row per scored student with a real outcome: `at_risk` (0/1), `risk`
     (the stored probability) and `tier`. `reference`: the training reference sample
-    (`at_risk`, `risk` out of fold). `metadata`: the scoring model's metadata.
+    (`at_risk`, `risk` out of fold). `metadata`: the scoring model's metadata. `before`: what was said
+    before outcomes (`reports.promised.intake_expectation` plus a `source` in words), if known.
     """
     y = _both_outcomes(current, cohort)
     k = float(metadata.get("top_k_percent", 10))
     real, boot, sample = real_metrics(current, k, cfg)
     promise = promises(metadata)
     verdict, meaning, warning, status = judge(real["roc_auc"], promise["metrics"]["roc_auc"]["value"], cfg, cohort)
+    check = None
+    if before is not None:
+        said, check = judge_promise(real["roc_auc"]["value"], before, cfg)
+        verdict += " " + said
+        warning = warning or check["inside"] is False
     p = current["risk"].to_numpy(dtype=float)
     threshold = float(flag_threshold) if flag_threshold is not None else float(np.quantile(p, 1 - k / 100))
     snapshot = run_evidently(sample, reference, threshold, cfg.max_rows)
@@ -311,6 +402,8 @@ def build_outcomes_report(
         "status": status,
         "performance_drop": cfg.performance_drop,
         "promised": promise,
+        "before_outcomes": before,
+        "promise_check": check,
         "real": real,
         "base_rate": float(y.mean()),
         "mean_predicted": float(p.mean()),

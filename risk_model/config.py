@@ -212,6 +212,12 @@ class ReportConfig(_Frozen):
     drift_threshold: float | None = Field(None, description="Per-column test threshold; Evidently's default if empty.")
     prediction_drift_threshold: float = Field(0.1, description="Wasserstein distance (normed) of predicted risk.")
     performance_drop: float = Field(0.05, description="Real AUC this far below validation: a drop.")
+    estimate_tolerance: float = Field(
+        0.03,
+        gt=0,
+        le=1,
+        description="The AUC estimated before outcomes (CBPE) further than this from the real AUC: the estimate missed.",
+    )
     max_rows: int = Field(50_000, ge=1000, description="Rows per side above which reports sample.")
     min_group_size: int = Field(30, ge=1, description="Fairness groups smaller than this are merged or hidden.")
     bootstrap: int = Field(200, ge=10)

@@ -762,6 +762,13 @@ def latest_runs(engine: Engine, point: str) -> list[dict]:
         return [r._asdict() for r in conn.execute(q)]
 
 
+def run_summary(engine: Engine, cohort: str, point: str) -> dict | None:
+    """The summary of the score run of a cohort and point (with its expected performance), or None."""
+    q = select(score_runs.c.summary).where(score_runs.c.cohort == cohort, score_runs.c.point == point)
+    with engine.connect() as conn:
+        return conn.execute(q).scalar()
+
+
 def tier_floors(engine: Engine, cohort: str, point: str) -> dict[str, float]:
     """The lowest probability that got each tier in a scored cohort (an index probe per tier)."""
     q = select(func.min(scores.c.probability)).where(

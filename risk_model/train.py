@@ -256,7 +256,7 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
     progress(f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}")
     model = select_and_fit(X, y, cohorts, levels, t, c)
     # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
-    metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}}
+    metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}, "promised_by_cohort": {}}
     metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
     metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
     folds, _ = _folds(cohorts, y, t.seed)
@@ -290,6 +290,10 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
             )
             metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
             families[test_cohort] = fitted.family
+            # the same by cohort: what a promise about test_cohort, made by that model, rests on
+            metrics["promised_by_cohort"][test_cohort] = evaluate.metrics_by_cohort(
+                fitted.oof.cohort.to_numpy(), fitted.oof.y.to_numpy(), fitted.oof.p.to_numpy(), k
+            )
         backtest_predictions = pd.concat(parts, ignore_index=True)
         g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
         for name in ("lightgbm", "base_rate", "logistic"):

@@ -562,3 +562,27 @@ def test_cli_keys(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(store.api_keys)).scalar() == 1
     engine.dispose()
+
+
+def test_model_info_expected_before_any_report(api):
+    body = api.get("/v1/model").json()
+    exp, stored = body["expected"], api.world.summary["by_cohort"][api.intake_cohort]["expected"]
+    assert exp["cohort"] == api.intake_cohort and exp["promise"] is None and "no intake report yet" in exp["source"]
+    assert exp["roc_auc"] == pytest.approx(stored["roc_auc"]) and exp["n"] == stored["n"]
+    assert exp["at_risk_rate"] == pytest.approx(stored["at_risk_rate"])
+
+
+def test_model_info_expected_numbers_and_promise_from_the_intake_report(api):
+    from reports import build
+
+    c = api.world.config.dataset
+    intake = validate(api.world.intake, c, stage="score", source="intake")
+    report = build.intake_report(api.settings, api.world.config, intake)
+    body = api.get("/v1/model").json()
+    exp, promise = body["expected"], report["promise"]
+    assert exp["model_version"] == report["model_version"] and "intake report of cohort" in exp["source"]
+    for m in ("roc_auc", "recall_top_k", "at_risk_rate"):
+        assert exp[m] == pytest.approx(report["expected"][m])
+    assert exp["promise"]["status"] == promise["status"] and exp["promise"]["text"] == promise["text"]
+    assert (exp["promise"]["low"], exp["promise"]["high"]) == pytest.approx((promise["low"], promise["high"]))
+    assert body["validation"]["auc"] is not None  # the old fields stay

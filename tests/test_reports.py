@@ -475,7 +475,10 @@ def _copy(variant: dict, tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, tmp_path, prefect_harness):
     from typer.testing import CliRunner
 
-    from cli.main import DEMO_CONFIG, app
+    from cli.main import app
+    from risk_model.demo import example_config
+
+    DEMO_CONFIG = example_config("demo")  # noqa: N806 - main's CLI no longer exports it (examples moved into the package)
     from flows.pipeline import outcomes_flow, report_flow
 
     home, intake, outcomes = _copy(built_reports["planted"], tmp_path / "planted")
