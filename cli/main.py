@@ -388,7 +388,12 @@ def _key_store(home: Path | None):
 
 @keys_app.command("create")
 def keys_create(
-    scope: Annotated[str, typer.Option(help="read (stored scores), score (score new records) or admin (both).")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="read (stored scores, alerts), score (score new records), write (record interventions) or admin (all)."
+        ),
+    ],
     name: Annotated[str, typer.Option(help="Who uses the key, e.g. case-management.")],
     home: HomeOpt = None,
 ) -> None:

@@ -60,6 +60,8 @@ TASKS = {
     "validate": _step_task("validate", **_IO),
     "train-and-register": _step_task("train-and-register"),
     "score-and-store": _step_task("score-and-store", retries=2, retry_delay_seconds=5),
+    "alerts": _step_task("alerts", retries=2, retry_delay_seconds=5),
+    "webhooks": _step_task("webhooks"),
     "intake-report": _step_task("intake-report", **_IO),
     "record-outcomes": _step_task("record-outcomes", retries=2, retry_delay_seconds=5),
     "has-outcomes": _step_task("has-outcomes"),

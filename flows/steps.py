@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from reports import build
 from risk_model import jobs
 from risk_model.config import Config, Settings
+from webhooks import dispatch
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -71,23 +72,26 @@ def score(
     run: Runner = direct,
     progress: Progress = log.info,
 ) -> list[dict]:
-    """Score a new intake with each point's champion and store the scores."""
+    """Score a new intake with each point's champion and store the scores; then the alerts of each
+    point (vs. each student's previous point), and one delivery attempt of them to webhook subscribers."""
     cohorts = [cohort] if cohort else None
     out = []
     for point in config.points:
         df = run("validate", jobs.prepare, config, intake_path, stage="score", point=point, cohorts=cohorts)
-        out.append(
-            run(
-                "score-and-store",
-                jobs.score_and_store,
-                settings,
-                config,
-                df,
-                point=point,
-                factors=factors,
-                progress=progress,
-            )
+        scored = run(
+            "score-and-store",
+            jobs.score_and_store,
+            settings,
+            config,
+            df,
+            point=point,
+            factors=factors,
+            progress=progress,
         )
+        scored["alerts"] = run("alerts", jobs.alert_and_store, settings, config, df, point=point)
+        out.append(scored)
+    if out:
+        out[-1]["webhooks"] = run("webhooks", dispatch.deliver_url, settings.resolved_store_url)
     return out
 
 

@@ -111,10 +111,18 @@ def compute_alerts(
     names = np.array(["high", "rise", "inactive"])
     out["kinds"] = [",".join(names[f]) for f in flags]
     out["reason"] = [
-        reason(r.previous_probability, r.probability, r.previous_point, factors=r.factors, to_high=h, days_inactive=d,
-               rules=rules)
-        for r, h, d in zip(out.itertuples(index=False), to_high[hit], np.where(inactive, days_inactive, np.nan)[hit],
-                           strict=True)
+        reason(
+            r.previous_probability,
+            r.probability,
+            r.previous_point,
+            factors=r.factors,
+            to_high=h,
+            days_inactive=d,
+            rules=rules,
+        )
+        for r, h, d in zip(
+            out.itertuples(index=False), to_high[hit], np.where(inactive, days_inactive, np.nan)[hit], strict=True
+        )
     ]
     out = out.sort_values(["rise", "student_id"], ascending=[False, True], kind="stable")
     return out[ALERT_COLUMNS].reset_index(drop=True)
@@ -141,7 +149,8 @@ def reason(
     raising = [
         f
         for f in factors or []
-        if f.get("direction") == "raises" and not (np.isfinite(days_inactive) and f.get("feature") == rules.recency_feature)
+        if f.get("direction") == "raises"
+        and not (np.isfinite(days_inactive) and f.get("feature") == rules.recency_feature)
     ]
     for f in raising[: rules.max_factors]:
         parts.append(f.get("text") or f"{str(f.get('feature', '')).replace('_', ' ')} raises risk")

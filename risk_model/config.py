@@ -184,7 +184,9 @@ class ReportConfig(_Frozen):
 class AlertConfig(_Frozen):
     """When a student's new score is worth an advisor's attention (compared with their previous point)."""
 
-    rise: float = Field(0.15, gt=0, le=1, description="A rise in probability of at least this since the previous point.")
+    rise: float = Field(
+        0.15, gt=0, le=1, description="A rise in probability of at least this since the previous point."
+    )
     to_high: bool = Field(True, description="Moving into the high tier since the previous point is an alert.")
     recency_feature: str = Field(
         "activity_days_since_last", description="Days since the last activity (a feature of the intake, if present)."

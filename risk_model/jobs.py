@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from risk_model import store
+from risk_model import advising, alerts, store
 from risk_model.config import Config, Settings
 from risk_model.registry import Registry
 from risk_model.schema import Stage, at_risk, validate
@@ -91,6 +91,29 @@ def store_scores(settings: Settings, result: ScoreResult, *, progress: Progress 
         f"Scored {n} students of cohort {cohorts} with model {result.summary['model_version']}: {result.summary['tiers']}"
     )
     return {**result.summary, "store": _safe_url(settings.resolved_store_url), "export": str(export)}
+
+
+def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, point: str = "default") -> dict:
+    """Compare each student's newly stored score at `point` with their previous point, replace that
+    point's alerts and queue them for webhook subscribers (one transaction per cohort)."""
+    c = config.dataset
+    recency = None
+    feature = config.alerts.recency_feature
+    if feature in df.columns:
+        recency = pd.Series(
+            pd.to_numeric(df[feature], errors="coerce").to_numpy(float), index=df[c.id_column].astype(str)
+        )
+    out: dict[str, dict] = {}
+    with store.opened(settings.resolved_store_url) as engine:
+        for cohort in sorted(df[c.cohort_column].astype(str).unique()):
+            new = store.read_scores(engine, cohort, point)
+            before = alerts.earlier_points(store.cohort_points(engine, cohort), point)
+            previous = alerts.previous_scores(advising.earlier_scores(engine, cohort, before))
+            found = alerts.compute_alerts(new, previous, config.alerts, recency=recency)
+            written = advising.write_alerts(engine, cohort, point, found, batch_size=config.alerts.batch_size)
+            out[cohort] = {**alerts.summary(found), **written, "compared_with": before}
+            log.info("Alerts for cohort %s at %s: %s", cohort, point, alerts.summary(found))
+    return {"point": point, "cohorts": out}
 
 
 def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dict:
