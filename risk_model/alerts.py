@@ -64,7 +64,8 @@ def previous_scores(earlier: pd.DataFrame) -> pd.DataFrame:
     cols = ["student_id", "point", "probability", "tier"]
     if earlier.empty:
         return pd.DataFrame(columns=cols)
-    days = earlier["point"].map(lambda p: -1 if point_day(p) is None else point_day(p))
+    day_of = {p: -1 if point_day(p) is None else point_day(p) for p in earlier["point"].unique()}
+    days = earlier["point"].map(day_of)
     ordered = earlier.assign(_day=days).sort_values(["_day"], kind="stable")
     return ordered.drop_duplicates("student_id", keep="last")[cols].reset_index(drop=True)
 
@@ -100,29 +101,30 @@ def compute_alerts(
     here = point_day(point)
     if recency is not None and here is not None:
         days_inactive = m["student_id"].map(recency).to_numpy(dtype=float)
-        gap = m["previous_point"].map(lambda p: np.nan if point_day(p) is None else here - point_day(p))
+        gaps = {p: np.nan if point_day(p) is None else here - point_day(p) for p in m["previous_point"].unique()}
+        gap = m["previous_point"].map(gaps)
         before = days_inactive - gap.to_numpy(dtype=float)  # NaN when the gap is unknown: never "newly"
         with np.errstate(invalid="ignore"):
             inactive = (days_inactive >= rules.inactive_days) & (before < rules.inactive_days)
     hit = to_high | rose | inactive
     out = m.loc[hit].copy()
     out["rise"] = rise[hit]
-    flags = np.stack([to_high[hit], rose[hit], inactive[hit]], axis=1)
-    names = np.array(["high", "rise", "inactive"])
-    out["kinds"] = [",".join(names[f]) for f in flags]
+    code = to_high[hit].astype(int) * 4 + rose[hit].astype(int) * 2 + inactive[hit].astype(int)
+    names = np.array(
+        [
+            ",".join(k for k, on in zip(("high", "rise", "inactive"), (c & 4, c & 2, c & 1), strict=True) if on)
+            for c in range(8)
+        ],
+        dtype=object,
+    )
+    out["kinds"] = names[code]
+    columns = (
+        out[c].to_numpy(dtype=object) for c in ("previous_probability", "probability", "previous_point", "factors")
+    )
+    quiet = np.where(inactive, days_inactive, np.nan)[hit]
     out["reason"] = [
-        reason(
-            r.previous_probability,
-            r.probability,
-            r.previous_point,
-            factors=r.factors,
-            to_high=h,
-            days_inactive=d,
-            rules=rules,
-        )
-        for r, h, d in zip(
-            out.itertuples(index=False), to_high[hit], np.where(inactive, days_inactive, np.nan)[hit], strict=True
-        )
+        reason(a, b, p, factors=f, to_high=h, days_inactive=d, rules=rules)
+        for a, b, p, f, h, d in zip(*columns, to_high[hit], quiet, strict=True)
     ]
     out = out.sort_values(["rise", "student_id"], ascending=[False, True], kind="stable")
     return out[ALERT_COLUMNS].reset_index(drop=True)
