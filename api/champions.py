@@ -23,6 +23,7 @@ import lightgbm as lgb
 from pydantic import ConfigDict, Field, TypeAdapter, create_model
 
 from risk_model.config import DatasetContract
+from risk_model.features import lightgbm_names
 from risk_model.registry import Bundle, Registry, RegistryError
 
 log = logging.getLogger(__name__)
@@ -167,20 +168,21 @@ def check_model_file(path: Path) -> None:
 
 def check_features(bundle: Bundle) -> None:
     """Refuse a model whose features are not those its metadata.json lists."""
-    if list(bundle.booster.feature_name()) != list(bundle.features):
+    if list(bundle.booster.feature_name()) != lightgbm_names(list(bundle.features)):
         raise RegistryError(f"model.txt of {bundle.version} has other features than its metadata.json lists.")
 
 
 def contract_of(bundle: Bundle) -> DatasetContract:
     """The dataset contract the model was trained with, from its metadata."""
     c, md = bundle.metadata["contract"], bundle.metadata
-    sensitive_features = [f for f in c["categorical_features"] if f in c["sensitive_columns"]]
+    used = c["numeric_features"] + c["categorical_features"]
+    sensitive_features = [f for f in used if f in c["sensitive_columns"]]
     return DatasetContract(
         id_column=c["id_column"],
         cohort_column=c["cohort_column"],
         outcome_column=c["outcome_column"],
         at_risk_values=c["at_risk_values"],
-        numeric_features=c["numeric_features"],
+        numeric_features=c["numeric_features"],  # numeric sensitive features stay numeric
         categorical_features=[f for f in c["categorical_features"] if f not in sensitive_features],
         sensitive_columns=c["sensitive_columns"],
         sensitive_as_features=sensitive_features,

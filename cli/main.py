@@ -67,6 +67,27 @@ def _options(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _quiet_known_errors_in_prefect_logs() -> None:
+    """Prefect logs a failed run's traceback; for the library's own errors, keep only the message."""
+    import prefect.main  # noqa: F401  (configures Prefect's loggers; the filter goes on after)
+
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoTracebackForKnownErrors) for f in logger.filters):
+            logger.addFilter(_NoTracebackForKnownErrors())
+
+
+class _NoTracebackForKnownErrors(logging.Filter):
+    """Prefect logs a failed run's traceback. The library's own errors say what and how to fix in their
+    message, which the CLI prints once as `Error: ...`: their log records keep the message, not the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _known_errors()):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _orchestrated() -> bool:
     """Runs go through the Prefect flows only when PREFECT_API_URL names a server that records them."""
     return bool(os.environ.get("PREFECT_API_URL"))
@@ -81,6 +102,7 @@ def _job(flow_name: str, flow_args: tuple, direct: Callable[[], Any]) -> Any:
         if _orchestrated():
             from flows import pipeline
 
+            _quiet_known_errors_in_prefect_logs()
             return getattr(pipeline, f"{flow_name}_flow")(*flow_args)
         return direct()
     except _known_errors() as exc:
@@ -104,11 +126,13 @@ def _fail(exc: Exception) -> None:
 
 
 def _known_errors() -> tuple[type[Exception], ...]:
+    """The library's own errors, each with a message that names the file or store and the fix."""
     from risk_model.config import ConfigError
     from risk_model.registry import RegistryError
     from risk_model.schema import ContractError
+    from risk_model.store import StoreError
 
-    return (ContractError, ConfigError, RegistryError, ValueError, FileNotFoundError)
+    return (ContractError, ConfigError, RegistryError, StoreError, ValueError, FileNotFoundError)
 
 
 def _print_training(results: list[dict]) -> None:
@@ -123,9 +147,11 @@ def _print_scoring(results: list[dict]) -> None:
     for r in results:
         t = r["tiers"]
         typer.echo(
-            f"\n[{r['point']}] scored {r['n_students']} students of {', '.join(r['cohorts'])}: "
-            f"{t['high']} high, {t['medium']} medium, {t['low']} low risk"
+            f"\n[{r['point']}] scored {r['n_scored']} students of {', '.join(r['cohorts'])}; "
+            f"the cohort now has {r['n_students']}: {t['high']} high, {t['medium']} medium, {t['low']} low risk"
         )
+        for line in r["stored"]:
+            typer.echo(f"  stored:   {line}")
         if r["n_unseen_category_values"]:
             typer.echo(f"  unseen categories (scored as unknown): {json.dumps(r['unseen_categories'])}")
         typer.echo(f"  scores:   {r['store']} (table `scores`)\n  export:   {r['export']}")
@@ -157,8 +183,9 @@ def demo(
     from risk_model.demo import make_demo
 
     settings = Settings(home=home) if home else Settings()
-    data_dir = settings.home / "demo"
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from risk_model.private import private_dir
+
+    data_dir = private_dir(settings.home / "demo")
     d = make_demo(n_per_cohort=students, seed=seed)
     cohort = d.intake.cohort.iloc[0]
     paths = {
@@ -232,16 +259,55 @@ def score(
     home: HomeOpt = None,
     cohort: CohortOpt = None,
     factors: Annotated[bool, typer.Option(help="Compute each student's top contributing factors.")] = True,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="The file has only some of a stored cohort's students: update those, keep the others, "
+            "re-rank and re-tier the whole cohort.",
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Replace the cohort's stored scores with this file's students only (others deleted)."
+        ),
+    ] = False,
 ) -> None:
-    """Score a new intake with the champion model and store the scores for advising tools."""
+    """Score a new intake with the champion model and store the scores for advising tools.
+
+    A file lacking some students of a cohort already scored is refused unless --merge or --replace."""
+    if merge and replace:
+        _fail(ValueError("--merge and --replace exclude each other: choose one."))
+    partial = "merge" if merge else "replace" if replace else "refuse"
     from flows import steps
 
     out = _job(
         "score",
-        (str(config), str(data), _home(home), cohort, factors),
-        lambda: steps.score(*_loaded(config, home), str(data), cohort=cohort, factors=factors),
+        (str(config), str(data), _home(home), cohort, factors, partial),
+        lambda: steps.score(*_loaded(config, home), str(data), cohort=cohort, factors=factors, partial=partial),
     )
     _print_scoring(out)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version (a folder name under models/POINT/versions).")],
+    home: HomeOpt = None,
+    point: Annotated[str, typer.Option(help="Prediction point.")] = "default",
+) -> None:
+    """Make a saved model version champion (forced), e.g. when the champion's files are damaged.
+
+    The version is loaded and its checksums verified first: a damaged version is refused."""
+    from risk_model.config import Settings
+    from risk_model.registry import Registry
+
+    settings = Settings(home=home) if home else Settings()
+    try:
+        _, why = Registry(settings.registry_dir).promote(version, point=point, force=True)
+    except _known_errors() as exc:
+        _fail(exc)
+    typer.echo(f"{version} is now champion of point {point} ({why}).")
 
 
 @app.command()
@@ -287,6 +353,74 @@ def outcomes(
         lambda: steps.outcomes(*_loaded(config, home), str(data), cohort=cohort, intake_path=intake_path)[0],
     )
     _finish_reports(out, strict)
+
+
+@app.command()
+def init(
+    data: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="An export: CSV (any delimiter), .xlsx or Parquet.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write the contract; default: beside the export, .toml."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing contract file.")] = False,
+) -> None:
+    """Draft a commented dataset contract (TOML) from an export: roles, kinds and TODOs to decide."""
+    from risk_model.onboard import draft_contract
+    from risk_model.schema import ContractError
+    from risk_model.sources.files import ReadError, read_export_with_dialect
+
+    try:
+        df, dialect = read_export_with_dialect(data)
+    except (ReadError, ContractError) as exc:
+        _fail(exc)
+    stem = data.name.split(".")[0] or "contract"
+    target = output or data.with_name(f"{stem}.toml")
+    if target.exists() and not force:
+        _fail(FileExistsError(f"{target} exists: pass --force to overwrite it, or --output another file."))
+    target.write_text(draft_contract(df, data.name, dialect, target.name), encoding="utf-8")
+    todos = target.read_text(encoding="utf-8").count("TODO")
+    typer.echo(f"Wrote {target}: a draft contract for {len(df)} rows and {len(df.columns)} columns, {todos} TODO(s).")
+    typer.echo(f"Decide each TODO, then: student-risk check {data} -c {target}")
+
+
+@app.command()
+def check(
+    data: Annotated[Path, typer.Argument(exists=True, help="An export to check against the contract.")],
+    config: ConfigOpt,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            help="train (past cohorts, with outcome), score (an intake) or outcomes; default: train when "
+            "the file has the outcome column, else score."
+        ),
+    ] = None,
+) -> None:
+    """Check an export against the contract without training or writing anything: every problem at once."""
+    from risk_model.config import ConfigError, load_config
+    from risk_model.schema import ContractError, validate
+    from risk_model.sources import load_table
+
+    if stage not in (None, "train", "score", "outcomes"):
+        _fail(ValueError(f"--stage {stage!r}: use train, score or outcomes."))
+    schema_log = logging.getLogger("risk_model.schema")
+    level = schema_log.level
+    schema_log.setLevel(logging.ERROR)  # its notes are printed below, once, not also as log lines
+    try:
+        cfg = load_config(config)
+        df = load_table(cfg, data, stage="score" if stage is None else stage)  # type: ignore[arg-type]
+        c = cfg.dataset
+        chosen = stage or ("train" if c.outcome_column in df.columns else "score")
+        out = validate(df, c, stage=chosen, source=str(data))  # type: ignore[arg-type]
+    except (ContractError, ConfigError) as exc:
+        _fail(exc)
+    finally:
+        schema_log.setLevel(level)
+    cohorts = c.sort_cohorts(out[c.cohort_column].unique())
+    typer.echo(f"OK: {len(out)} rows, cohorts {cohorts} (checked as {chosen}).")
+    for note in out.attrs.get("notes", []):
+        typer.secho(f"Note: {note}", fg=typer.colors.YELLOW)
 
 
 @app.command()
@@ -383,7 +517,11 @@ def _key_store(home: Path | None):
     from risk_model.config import Settings
 
     settings = Settings(home=home) if home else Settings()
-    return store.connect(settings.resolved_store_url)
+    try:
+        with store.store_errors(settings.resolved_store_url):
+            return store.connect(settings.resolved_store_url)
+    except store.StoreError as exc:
+        _fail(exc)
 
 
 @keys_app.command("create")

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows import steps
+from risk_model import store
 from risk_model.config import Config, Settings, load_config
 
 
@@ -44,6 +45,18 @@ def _retry_on_io(task, task_run, state) -> bool:
     return False
 
 
+def _retry_transient(task, task_run, state) -> bool:
+    """Retry when the store dropped the connection or a transient I/O error hit; never a refusal
+    (a partial cohort, an unscored cohort, a damaged model), which fails the same way again."""
+    try:
+        state.result()
+    except store.StoreError as exc:
+        return exc.transient
+    except Exception:
+        return _retry_on_io(task, task_run, state)
+    return False
+
+
 def _step_task(name: str, **options):
     """A task that runs one step of `flows.steps` (the library call it is given)."""
 
@@ -56,14 +69,15 @@ def _step_task(name: str, **options):
 
 # Retries only on I/O: reading input (not a missing file) and writing the store or a report file.
 _IO = {"retries": 2, "retry_delay_seconds": 10, "retry_condition_fn": _retry_on_io}
+_STORE = {"retries": 2, "retry_delay_seconds": 5, "retry_condition_fn": _retry_transient}
 TASKS = {
     "validate": _step_task("validate", **_IO),
     "train-and-register": _step_task("train-and-register"),
-    "score-and-store": _step_task("score-and-store", retries=2, retry_delay_seconds=5),
-    "alerts": _step_task("alerts", retries=2, retry_delay_seconds=5),
+    "score-and-store": _step_task("score-and-store", **_STORE),
+    "alerts": _step_task("alerts", **_STORE),
     "webhooks": _step_task("webhooks"),
     "intake-report": _step_task("intake-report", **_IO),
-    "record-outcomes": _step_task("record-outcomes", retries=2, retry_delay_seconds=5),
+    "record-outcomes": _step_task("record-outcomes", **_STORE),
     "has-outcomes": _step_task("has-outcomes"),
     "outcomes-report": _step_task("outcomes-report"),
     "generalization-report": _step_task("generalization-report"),
@@ -147,11 +161,19 @@ def train_flow(
 
 @flow(name="score")
 def score_flow(
-    config_path: str, intake_path: str, home: str | None = None, cohort: str | None = None, factors: bool = True
+    config_path: str,
+    intake_path: str,
+    home: str | None = None,
+    cohort: str | None = None,
+    factors: bool = True,
+    partial: str = "refuse",
 ) -> list[dict]:
-    """Score a new intake with each point's champion and store the scores."""
+    """Score a new intake with each point's champion and store the scores. When the store holds students
+    of the cohort the file lacks, `partial` says what to do: "refuse" (default), "merge" or "replace"."""
     config, settings = _setup(config_path, home)
-    out = steps.score(config, settings, intake_path, cohort=cohort, factors=factors, run=as_tasks, progress=_log())
+    out = steps.score(
+        config, settings, intake_path, cohort=cohort, factors=factors, partial=partial, run=as_tasks, progress=_log()
+    )
     create_table_artifact(
         key="scoring-summary",
         table=[
@@ -160,6 +182,7 @@ def score_flow(
                 "students": s["n_students"],
                 **s["tiers"],
                 "unseen_categories": s["n_unseen_category_values"],
+                "stored": "; ".join(s["stored"]),
             }
             for s in out
         ],

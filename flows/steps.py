@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from reports import build
 from risk_model import jobs
@@ -69,11 +69,14 @@ def score(
     *,
     cohort: str | None = None,
     factors: bool = True,
+    partial: Literal["refuse", "merge", "replace"] = "refuse",
     run: Runner = direct,
     progress: Progress = log.info,
 ) -> list[dict]:
-    """Score a new intake with each point's champion and store the scores; then the alerts of each
-    point (vs. each student's previous point), and one delivery attempt of them to webhook subscribers."""
+    """Score a new intake with each point's champion and store the scores; `partial` as in
+    `jobs.score_and_store` (a file lacking some of a stored cohort's students is refused by default).
+    Then the alerts of each point (vs. each student's previous point), and one delivery attempt of them
+    to webhook subscribers."""
     cohorts = [cohort] if cohort else None
     out = []
     for point in config.points:
@@ -86,6 +89,7 @@ def score(
             df,
             point=point,
             factors=factors,
+            partial=partial,
             progress=progress,
         )
         scored["alerts"] = run("alerts", jobs.alert_and_store, settings, config, df, point=point)

@@ -8,11 +8,12 @@ import pandas as pd
 
 from risk_model import store
 from risk_model.config import Config, Settings
+from risk_model.paths import safe_name
 from risk_model.registry import Bundle, Registry
 
 
 def report_dir(settings: Settings, cohort: str, point: str, version: str) -> Path:
-    return settings.reports_dir / str(cohort) / point / version
+    return settings.reports_dir / safe_name(cohort) / safe_name(point) / safe_name(version)
 
 
 def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, point: str = "default") -> dict:

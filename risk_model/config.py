@@ -53,12 +53,33 @@ class DatasetContract(_Frozen):
         "risk, -1 = more never raises it. Keeps the model believable to advisors.",
     )
     feature_labels: dict[str, str] = Field(default={}, description="Plain-words label per feature, shown to advisors.")
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        default=None, description="CSV field separator; detected from the header when omitted."
+    )
+    encoding: str | None = Field(
+        default=None, description="Text encoding of CSV files (e.g. utf-8, utf-16, latin-1); detected when omitted."
+    )
+    sheet: str | int | None = Field(
+        default=None, description=".xlsx files: sheet name or 0-based index; default first."
+    )
+    value_labels: dict[str, dict[str, str]] = Field(
+        default={},
+        description='Words for coded values, per column: [dataset.value_labels.Gender] 1 = "male". '
+        "Shown in fairness reports and factors instead of the raw code.",
+    )
+    bands: dict[str, list[float]] = Field(
+        default={},
+        description="Cut points that band a numeric sensitive column for fairness slices: Age = [17, 21, 25] gives "
+        "17-20, 21-24, 25+. The model still sees the number.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DatasetContract:
         features = self.numeric_features + self.categorical_features
         if not features and not self.sensitive_as_features:
             raise ValueError("the contract names no feature: list numeric_features or categorical_features")
+        # a sensitive column the model may use as a number: listed under numeric_features too
+        numeric_sensitive = set(self.numeric_features) & set(self.sensitive_as_features)
         roles = {
             "id_column": [self.id_column],
             "cohort_column": [self.cohort_column],
@@ -71,8 +92,15 @@ class DatasetContract(_Frozen):
         seen: dict[str, str] = {}
         for role, cols in roles.items():
             for col in cols:
+                if col in numeric_sensitive and role == "sensitive_columns":
+                    continue
                 if col in seen:
-                    raise ValueError(f"column {col!r} is listed under both {seen[col]} and {role}: keep one")
+                    hint = (
+                        ", or list it under sensitive_as_features too to use it as a numeric feature"
+                        if {seen[col], role} == {"numeric_features", "sensitive_columns"}
+                        else ""
+                    )
+                    raise ValueError(f"column {col!r} is listed under both {seen[col]} and {role}: keep one{hint}")
                 seen[col] = role
         bad_mono = [c for c in self.monotone if c not in self.numeric_features]
         if bad_mono:
@@ -80,16 +108,40 @@ class DatasetContract(_Frozen):
         stray = [c for c in self.sensitive_as_features if c not in self.sensitive_columns]
         if stray:
             raise ValueError(f"sensitive_as_features names {stray}, which are not in sensitive_columns")
+        named = set(seen)
+        unknown_labels = [c for c in self.value_labels if c not in named]
+        if unknown_labels:
+            raise ValueError(f"value_labels names {unknown_labels}, which the contract does not list as columns")
+        for col, cuts in self.bands.items():
+            if col not in self.sensitive_columns:
+                raise ValueError(f"bands names {col!r}, which is not in sensitive_columns: bands are fairness slices")
+            if col in self.categorical:
+                raise ValueError(
+                    f"bands names {col!r}, a categorical feature: list it under numeric_features to band it"
+                )
+            if not cuts or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+                raise ValueError(f"bands for {col!r} must be increasing cut points, e.g. [17, 21, 25]; got {cuts}")
         return self
 
     @property
     def features(self) -> list[str]:
         """Model inputs, in a fixed order: numeric, categorical, then permitted sensitive ones."""
-        return self.numeric_features + self.categorical_features + list(self.sensitive_as_features)
+        return self.numeric_features + self.categorical_features + self.sensitive_categorical
 
     @property
     def categorical(self) -> list[str]:
-        return self.categorical_features + list(self.sensitive_as_features)
+        return self.categorical_features + self.sensitive_categorical
+
+    @property
+    def sensitive_categorical(self) -> list[str]:
+        """Sensitive features the model reads as categories (those also under numeric_features stay numbers)."""
+        return [s for s in self.sensitive_as_features if s not in self.numeric_features]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column the contract names, once each, as written."""
+        cols = [self.id_column, self.cohort_column, self.outcome_column, *self.features, *self.sensitive_columns]
+        return list(dict.fromkeys(cols + self.drop_columns))
 
     def label(self, feature: str) -> str:
         return self.feature_labels.get(feature, feature.replace("_", " "))

@@ -8,9 +8,16 @@ A numeric feature that was never missing in training has no learned branch for a
 value: LightGBM would read it as 0, an extreme value for most features (a whole module with
 no weighted score once scored at 0.94 risk). `missing_fill` records the training median of
 each such feature and `fill_unlearned` puts it in, so "unknown" reads as "typical".
+
+Columns keep the names the contract gives them (`Mother's qualification`, a trailing tab,
+`Année`) everywhere: metadata, model card, factors. Only LightGBM sees other names: it writes
+spaces as `_` in the names it keeps and refuses `"`, `:`, `,` and brackets outright, so
+`to_lightgbm` renames the columns where a frame is handed to it, and back is by position.
 """
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -42,3 +49,17 @@ def fill_unlearned(X: pd.DataFrame, fill: dict[str, float]) -> pd.DataFrame:
     """Missing values of features never missing in training, as their training median."""
     cols = [c for c in fill if c in X.columns and X[c].isna().any()]
     return X.fillna({c: fill[c] for c in cols}) if cols else X
+
+
+def lightgbm_names(columns: list[str]) -> list[str]:
+    """Names LightGBM keeps as given: ASCII letters, digits and `_`, unique; same order as `columns`."""
+    names: list[str] = []
+    for i, col in enumerate(columns):
+        base = re.sub(r"[^A-Za-z0-9_]+", "_", str(col)).strip("_") or "feature"
+        names.append(base if base not in names else f"{base}_{i}")
+    return names
+
+
+def to_lightgbm(X: pd.DataFrame) -> pd.DataFrame:
+    """`X` with the column names LightGBM accepts (`lightgbm_names`); values and order unchanged."""
+    return X.set_axis(lightgbm_names(list(X.columns)), axis=1)

@@ -14,10 +14,14 @@ import pandas as pd
 
 from risk_model import advising, alerts, store
 from risk_model.config import Config, Settings
+from risk_model.estimate import expected_performance
+from risk_model.paths import safe_name
+from risk_model.private import private_dir
 from risk_model.registry import Registry
 from risk_model.schema import Stage, at_risk, validate
-from risk_model.score import ScoreResult, score
+from risk_model.score import ScoreResult, rerank, score
 from risk_model.sources import load_table
+from risk_model.sources.guard import check_looks_like_table
 from risk_model.train import train
 
 log = logging.getLogger(__name__)
@@ -32,7 +36,11 @@ def prepare(
     point: str = "default",
     cohorts: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Load the table for a prediction point and validate it against the contract."""
+    """Load the table for a prediction point and validate it against the contract.
+
+    A text file that is not a table (binary, no header line, no delimiter) is refused before it is read."""
+    if config.source.kind != "oulad" and Path(path).suffix.lower() in (".csv", ".txt"):
+        check_looks_like_table(path)
     df = load_table(config, path, point=point, stage=stage, cohorts=cohorts)
     return validate(df, config.dataset, stage=stage, source=str(path))
 
@@ -71,26 +79,83 @@ def score_and_store(
     *,
     point: str = "default",
     factors: bool = True,
+    partial: store.Partial = "refuse",
     progress: Progress = log.info,
 ) -> dict:
-    """Score a validated intake with the champion, replace its scores in the store, export CSV."""
+    """Score a validated intake with the champion and store its scores (one transaction), export CSV.
+
+    `partial` decides what happens when the store holds students of the cohort that `df` lacks:
+    "refuse" (checked before scoring, and again in the write), "merge" or "replace" (see `store.write_scores`)."""
     bundle = Registry(settings.registry_dir).load(point=point, contract=config.dataset)
-    result = score(bundle, df, config.dataset, config.scoring, factors=factors, progress=progress)
-    return store_scores(settings, result, progress=progress)
-
-
-def store_scores(settings: Settings, result: ScoreResult, *, progress: Progress = log.info) -> dict:
-    """Replace the result's cohort scores in the store (one transaction) and export them as CSV."""
-    with store.opened(settings.resolved_store_url) as engine:
-        n = store.write_scores(engine, result.scores, result.summary)
-    settings.exports_dir.mkdir(parents=True, exist_ok=True)
-    cohorts = "-".join(result.summary["cohorts"])
-    export = settings.exports_dir / f"scores-{cohorts}-{result.summary['point']}.csv"
-    store.export_csv(result.scores, export)
-    progress(
-        f"Scored {n} students of cohort {cohorts} with model {result.summary['model_version']}: {result.summary['tiers']}"
+    c = config.dataset
+    keys = pd.DataFrame(
+        {"cohort": df[c.cohort_column].astype(str), "point": bundle.metadata["point"], "student_id": df[c.id_column]}
     )
-    return {**result.summary, "store": _safe_url(settings.resolved_store_url), "export": str(export)}
+    with store.opened(settings.resolved_store_url) as engine:
+        store.check_scores(engine, keys.astype({"student_id": str}), partial)  # before the slow part
+    result = score(bundle, df, config.dataset, config.scoring, factors=factors, progress=progress)
+    return store_scores(
+        settings, result, partial=partial, rerank=lambda f: rerank(f, config.scoring), progress=progress
+    )
+
+
+def store_scores(
+    settings: Settings,
+    result: ScoreResult,
+    *,
+    partial: store.Partial = "refuse",
+    rerank: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    progress: Progress = log.info,
+) -> dict:
+    """Store the result's cohort scores (one transaction; `partial` as in `store.write_scores`) and export
+    what the store now holds for them as CSV. The summary's `stored` says what happened to the cohort."""
+    with store.opened(settings.resolved_store_url) as engine:
+        written = store.write_scores(engine, result.scores, result.summary, partial=partial, rerank=rerank)
+    private_dir(settings.exports_dir)
+    point, k = result.summary["point"], result.summary.get("top_k_percent", 10)
+    exports, by_cohort = [], {}
+    for cohort, part in written.frame.groupby("cohort", sort=True):  # one file per cohort, never a pooled one
+        export = settings.exports_dir / f"scores-{safe_name(str(cohort))}-{safe_name(point)}.csv"
+        store.export_csv(part, export)
+        exports.append(str(export))
+        by_cohort[str(cohort)] = {
+            "n_students": int(len(part)),
+            "tiers": {t: int((part["tier"] == t).sum()) for t in ("high", "medium", "low")},
+            "expected": expected_performance(part["probability"].to_numpy(), k),
+        }
+    cohorts = ", ".join(by_cohort)
+    stored = [_describe(a) for a in written.actions]
+    tiers = {t: sum(a["tiers"][t] for a in written.actions) for t in ("high", "medium", "low")}
+    n = int(len(written.frame))
+    progress(
+        f"Scored {len(result.scores)} students of cohort {cohorts} with model {result.summary['model_version']}; "
+        + "; ".join(stored)
+        + f": {tiers}"
+    )
+    return {
+        **result.summary,
+        "n_students": n,
+        "n_scored": int(len(result.scores)),
+        "tiers": tiers,
+        "stored": stored,
+        "by_cohort": by_cohort,  # what the store now holds per cohort, with its expected performance
+        "store": store.safe_url(settings.resolved_store_url),
+        "exports": exports,
+        "export": exports[0] if len(exports) == 1 else str(settings.exports_dir),
+    }
+
+
+def _describe(a: dict) -> str:
+    where = f"cohort {a['cohort']} ({a['point']})"
+    if a["action"] == "merged":
+        return (
+            f"merged {a['n_from_file']} students into {where}: {a['n_kept']} other stored students kept, "
+            f"ranks and tiers recomputed over all {a['n_students']}"
+        )
+    if a["action"] == "replaced":
+        dropped = f", {a['n_dropped']} stored students not in the file deleted" if a["n_dropped"] else ""
+        return f"replaced the scores of {where} with {a['n_students']} students{dropped}"
+    return f"stored {a['n_students']} students of {where} (first scores)"
 
 
 def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, point: str = "default") -> dict:
@@ -128,16 +193,9 @@ def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dic
         }
     )
     with store.opened(settings.resolved_store_url) as engine:
-        n = store.write_outcomes(engine, frame)
+        n = store.write_outcomes(engine, frame, require_scored=True)  # refuses an unscored cohort, writes nothing
     return {
         "n_outcomes": n,
         "cohorts": sorted(frame.cohort.unique().tolist()),
         "at_risk_rate": float(frame.at_risk.mean()),
     }
-
-
-def _safe_url(url: str) -> str:
-    """The store URL without its password, for logs and summaries."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

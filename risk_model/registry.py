@@ -6,8 +6,11 @@
                                       model_card.md
     <root>/<point>/champion.json                      {"version": ...}, replaced atomically
 
-A version is written into a temporary directory and renamed into place, so a crash never
-leaves half a model; the champion pointer is swapped with `os.replace`.
+A version is written into a temporary directory, every file and the directory fsynced, and
+renamed into place (the parent fsynced after), so a crash never leaves half a model; the champion
+pointer is swapped with `os.replace`. `metadata.json` records the sha256 of `model.txt` and
+`reference.parquet`, and `load` checks them before LightGBM reads the model: LightGBM aborts the
+whole process (SIGABRT) on a damaged text model instead of raising.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,11 +34,14 @@ import pandas as pd
 from risk_model.calibration import Calibrator
 from risk_model.config import Config, DatasetContract
 from risk_model.evaluate import mean_over_cohorts
+from risk_model.labels import display_name
+from risk_model.private import private_dir
 
 if TYPE_CHECKING:
     from risk_model.train import TrainResult
 
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy")
+CHECKSUMMED = ("model.txt", "reference.parquet")
 
 
 class RegistryError(RuntimeError):
@@ -89,6 +97,25 @@ def _atomic_json(path: Path, data: dict) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a directory's entries to disk (a rename is durable only once its directory is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _contract_part(c: DatasetContract) -> dict:
@@ -108,6 +135,7 @@ class Registry:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+        self._verified: dict[Path, tuple[int, int]] = {}  # pre-checksum versions that loaded in a subprocess
 
     def _point(self, point: str) -> Path:
         return self.root / point
@@ -122,7 +150,10 @@ class Registry:
     def find(self, fingerprint: str, settings_hash: str, point: str = "default") -> str | None:
         """The version already trained on exactly this data with exactly these settings, if any."""
         for version in self.versions(point):
-            md = json.loads((self._point(point) / "versions" / version / "metadata.json").read_text())
+            try:
+                md = json.loads((self._point(point) / "versions" / version / "metadata.json").read_text())
+            except (OSError, ValueError):
+                continue  # a damaged version is never reused; `load` says what is wrong with it
             if md["data_fingerprint"] == fingerprint and md.get("settings_hash") == settings_hash:
                 return version
         return None
@@ -138,7 +169,7 @@ class Registry:
         now = datetime.now(UTC)
         version = f"{now:%Y%m%d-%H%M%S}-{result.fingerprint[:8]}"
         versions = self._point(point) / "versions"
-        versions.mkdir(parents=True, exist_ok=True)
+        private_dir(versions)  # the runtime folder, when this makes it, is the owner's only
         tmp = Path(tempfile.mkdtemp(dir=versions, prefix=".tmp-"))
         m = result.model
         m.booster.save_model(str(tmp / "model.txt"))
@@ -148,10 +179,11 @@ class Registry:
             "point": point,
             "created_at": now.isoformat(),
             "contract": _contract_part(config.dataset),
-            "features": list(m.booster.feature_name()),
+            "features": list(config.dataset.features),  # as written; LightGBM's own names differ (features.py)
             "category_levels": m.levels,
             "missing_fill": m.fill,
             "feature_labels": {f: config.dataset.label(f) for f in config.dataset.features},
+            "value_labels": config.dataset.value_labels,  # words for coded values: factor texts (score.describer)
             "params": {k: v for k, v in m.params.items()},
             "n_trees": m.n_trees,
             "cv_folds": m.cv_folds,
@@ -166,21 +198,53 @@ class Registry:
             "data_fingerprint": result.fingerprint,
             "settings_hash": digest,
         }
+        metadata["checksums"] = {name: sha256_file(tmp / name) for name in CHECKSUMMED}
         _write_json(tmp / "metadata.json", metadata)
         (tmp / "model_card.md").write_text(model_card(metadata))
+        for f in tmp.iterdir():
+            _fsync(f)
+        _fsync(tmp)
         final = versions / version
         os.rename(tmp, final)
+        _fsync(versions)
         return version
 
     def champion(self, point: str = "default") -> str | None:
+        """The champion version of `point`, None when none was promoted; raise if the pointer is damaged."""
         pointer = self._point(point) / "champion.json"
-        return json.loads(pointer.read_text())["version"] if pointer.exists() else None
+        if not pointer.exists():
+            return None
+        try:
+            version = json.loads(pointer.read_text())["version"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(
+                f"{pointer}: the champion pointer is damaged ({type(exc).__name__}: {exc}). " + self._fix(point)
+            ) from None
+        if not isinstance(version, str) or not version:
+            raise RegistryError(f"{pointer}: the champion pointer names no version. " + self._fix(point))
+        return version
+
+    def _fix(self, point: str, but: str | None = None) -> str:
+        """What to do about a damaged or missing model of `point`."""
+        others = [v for v in self.versions(point) if v != but]
+        promote = (
+            f"or promote another version: `student-risk promote VERSION --point {point} --home HOME` "
+            f"(versions here: {', '.join(others[-5:])})"
+            if others
+            else "(no other version to promote)"
+        )
+        return f"Fix: retrain (`student-risk train HISTORY -c SETTINGS --force`), {promote}."
 
     def promote(self, version: str, *, point: str = "default", force: bool = False) -> tuple[bool, str]:
         """Make `version` champion if it is at least as good as the current one on the same
         validation cohorts (mean backtest AUC, else CV AUC), or if forced. Returns (promoted, why)."""
         new = self.load(version, point=point).metadata
-        current = self.champion(point)
+        try:
+            current = self.champion(point)
+        except RegistryError:
+            if not force:
+                raise
+            current = None  # a damaged pointer is what a forced promotion repairs
         if current is None or force or current == version:
             why = "forced" if force and current else "no champion yet" if current is None else "already champion"
             _atomic_json(self._point(point) / "champion.json", {"version": version})
@@ -209,9 +273,19 @@ class Registry:
                 f"No champion model for prediction point {point!r} in {self.root}. Run `student-risk train` first."
             )
         path = self._point(point) / "versions" / version
-        if not (path / "metadata.json").exists():
-            raise RegistryError(f"Model version {version!r} not found in {path.parent}.")
-        metadata = json.loads((path / "metadata.json").read_text())
+        if not path.is_dir():
+            raise RegistryError(f"Model version {version!r} not found in {path.parent}. " + self._fix(point, version))
+        try:
+            metadata = json.loads((path / "metadata.json").read_text())
+        except FileNotFoundError:
+            raise RegistryError(
+                f"Model version folder {path} has no metadata.json: the version is incomplete or damaged. "
+                + self._fix(point, version)
+            ) from None
+        except ValueError as exc:
+            raise RegistryError(
+                f"{path / 'metadata.json'}: damaged, not JSON ({exc}). " + self._fix(point, version)
+            ) from None
         trained_with = metadata["libraries"]["lightgbm"].split(".")[0]
         if trained_with != pkg_version("lightgbm").split(".")[0]:
             raise RegistryError(
@@ -220,9 +294,50 @@ class Registry:
             )
         if contract is not None:
             check_contract(metadata, contract)
-        booster = lgb.Booster(model_file=str(path / "model.txt"))
+        self._verify(path, metadata, point)
+        try:
+            booster = lgb.Booster(model_file=str(path / "model.txt"))
+        except lgb.basic.LightGBMError as exc:
+            raise RegistryError(
+                f"{path / 'model.txt'}: LightGBM cannot read it ({exc}). " + self._fix(point, version)
+            ) from None
         cal = Calibrator(metadata["calibrator"]["method"], metadata["calibrator"]["params"])
         return Bundle(version, path, booster, cal, metadata)
+
+    def _verify(self, path: Path, metadata: dict, point: str) -> None:
+        """Refuse a version whose files differ from what was saved, before LightGBM reads them.
+
+        A version saved before checksums existed is loaded once in a subprocess instead: if it is
+        damaged, LightGBM aborts that process, not this one."""
+        sums = metadata.get("checksums")
+        if sums is None:
+            self._verify_legacy(path, point)
+            return
+        for name in CHECKSUMMED:
+            f = path / name
+            if not f.is_file():
+                raise RegistryError(f"{f}: missing from the model version folder. " + self._fix(point, path.name))
+            if sha256_file(f) != sums.get(name):
+                raise RegistryError(
+                    f"{f}: damaged ({f.stat().st_size} bytes; its sha256 differs from the one recorded when the "
+                    "version was saved: truncated or changed). " + self._fix(point, path.name)
+                )
+
+    def _verify_legacy(self, path: Path, point: str) -> None:
+        model = path / "model.txt"
+        if not model.is_file():
+            raise RegistryError(f"{model}: missing from the model version folder. " + self._fix(point, path.name))
+        st = model.stat()
+        if self._verified.get(model) == (st.st_size, st.st_mtime_ns):
+            return
+        check = "import sys, lightgbm; lightgbm.Booster(model_file=sys.argv[1])"
+        proc = subprocess.run([sys.executable, "-c", check, str(model)], capture_output=True, timeout=600)
+        if proc.returncode != 0:
+            raise RegistryError(
+                f"{model}: damaged: LightGBM cannot read it (checked in a separate process, exit code "
+                f"{proc.returncode}; the version was saved before checksums existed). " + self._fix(point, path.name)
+            )
+        self._verified[model] = (st.st_size, st.st_mtime_ns)
 
 
 def settings_hash(config: Config) -> str:
@@ -274,8 +389,8 @@ an advisor's judgement; it does not decide anything about a student.
 prediction point `{md["point"]}`. LightGBM, {md["n_trees"]} trees, calibrated with {md["calibrator"]["method"]}
 on out-of-fold predictions. Hyperparameters chosen by {md["cv_folds"]}.
 
-**Features:** {", ".join(md["features"])}.
-Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(md["contract"]["sensitive_columns"]) or "none"}.
+**Features:** {", ".join(map(display_name, md["features"]))}.
+Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(map(display_name, md["contract"]["sensitive_columns"])) or "none"}.
 
 **How well it generalizes.** {s["headline"]}
 

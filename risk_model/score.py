@@ -18,7 +18,7 @@ import pandas as pd
 from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.estimate import expected_performance
 from risk_model.explain import factor_text, format_value, typical_values
-from risk_model.features import build_features, fill_unlearned
+from risk_model.features import build_features, fill_unlearned, to_lightgbm
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
 
@@ -51,6 +51,13 @@ def tiers(p: np.ndarray, s: ScoringConfig, rank: np.ndarray | None = None) -> np
     return np.where(
         rank <= round(s.high_share * n), "high", np.where(rank <= round(s.medium_share * n), "medium", "low")
     )
+
+
+def rerank(frame: pd.DataFrame, s: ScoringConfig) -> pd.DataFrame:
+    """`frame` (student_id, probability, ...) with rank and tier recomputed over all its rows: a merged cohort."""
+    p = frame["probability"].to_numpy(dtype=float)
+    rank = ranks(p, frame["student_id"].to_numpy())
+    return frame.assign(rank=rank, tier=tiers(p, s, rank))
 
 
 def top_factors(
@@ -113,7 +120,7 @@ def probabilities(
     """Calibrated probability and top factors of each row. Row by row, so slices of an intake can be
     done apart (other processes or machines); ranks and capacity tiers need the whole cohort: `assemble`."""
     shown = build_features(df, contract, bundle.levels)
-    X = fill_unlearned(shown, bundle.fill)
+    X = to_lightgbm(fill_unlearned(shown, bundle.fill))  # factors are named from `shown`: the contract's names
     threads = 1 if len(X) < CHUNK else 0  # OpenMP start-up costs more than it saves on small inputs
     raw = bundle.booster.predict(X, raw_score=True, num_threads=threads)
     p = bundle.calibrator(raw)

@@ -2,7 +2,12 @@
 
 Writing a cohort's scores is one transaction that first deletes that cohort's previous
 scores for the same prediction point, so re-scoring replaces and a failure half-way
-leaves the store exactly as it was.
+leaves the store exactly as it was. A file with only some of a stored cohort's students
+is refused unless the caller chooses to merge them into the cohort or to replace it.
+
+Statement parameters (student ids, probabilities) never appear in error messages: engines
+hide them, and a job step's database errors surface as `StoreError` naming the store and the
+fix, without the driver's detail lines (PostgreSQL puts row values there).
 
 The schema belongs to Alembic (`risk_model/migrations`): `connect` brings a store up to
 date under a lock (a PostgreSQL advisory lock; a lock file beside a SQLite file), so two
@@ -19,9 +24,11 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from sqlalchemy import (
@@ -54,9 +61,33 @@ from sqlalchemy import (
     select,
     table,
 )
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
+
+from risk_model.private import FILE_MODE, private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _PG_LOCK_KEY = 7_261_540_031  # any constant; every process migrating a database takes the same one
+_PG_COHORT_LOCK_CLASS = 7261  # with hashtext(cohort/point): writers of one cohort take turns
+
+Partial = Literal["refuse", "merge", "replace"]
+
+
+class StoreError(RuntimeError):
+    """The score store failed (unreachable, went down, refused a write). The message names the store
+    and the fix, never row values; `transient` is True for connection-level failures worth a retry."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class PartialCohortError(ValueError):
+    """A file with only some of a stored cohort's students, written without choosing merge or replace."""
+
+
+class UnscoredCohortError(ValueError):
+    """Outcomes for a cohort the store has no scores of."""
+
 
 metadata = MetaData()
 
@@ -266,7 +297,7 @@ def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> E
     With `durable_audit=False` a PostgreSQL commit does not wait for the WAL flush, so an
     audit row written just before a database crash (the last few hundred ms) can be lost.
     """
-    options: dict = {"pool_pre_ping": not serving}
+    options: dict = {"pool_pre_ping": not serving, "hide_parameters": True}  # no student ids in error text
     if serving:
         options["isolation_level"] = "AUTOCOMMIT"
         if not url.startswith("sqlite"):
@@ -274,7 +305,7 @@ def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> E
     engine = create_engine(url, **options)
     if engine.dialect.name == "sqlite":
         if engine.url.database and engine.url.database != ":memory:":
-            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh runtime folder
+            private_file(engine.url.database)  # 0600 in a 0700 runtime folder; SQLite gives -wal/-shm the same mode
         event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.name == "postgresql" and serving and not durable_audit:
         event.listen(engine, "connect", _async_commit)
@@ -284,12 +315,59 @@ def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> E
 
 @contextlib.contextmanager
 def opened(url: str) -> Iterator[Engine]:
-    """`connect(url)` for one job step; the engine's connections are closed when the block ends."""
-    engine = connect(url)
+    """`connect(url)` for one job step; the engine's connections are closed when the block ends.
+
+    A database error in the block (or while connecting) is raised as `StoreError`."""
+    with store_errors(url):
+        engine = connect(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def safe_url(url: str) -> str:
+    """The store URL without its password, for messages and summaries."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The driver's one-line reason, without PostgreSQL's DETAIL lines (which quote row values)."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(diag, "sqlstate", None)
+    if sqlstate and sqlstate.startswith("22"):  # data exceptions quote the offending value
+        return f"a value the database refuses (SQLSTATE {sqlstate})"
+    lines = str(orig).strip().splitlines()
+    primary = getattr(diag, "message_primary", None) or (lines[0] if lines else type(orig).__name__)
+    return (primary[:300] + (f" (SQLSTATE {sqlstate})" if sqlstate else "")).strip()
+
+
+@contextlib.contextmanager
+def store_errors(url: str) -> Iterator[None]:
+    """Raise a database error in the block as `StoreError` (store named, reason, fix; no parameters)."""
     try:
-        yield engine
-    finally:
-        engine.dispose()
+        yield
+    except ArgumentError as exc:  # an unparsable URL or an unknown database kind
+        raise StoreError(
+            f"Score store URL {url.split('@')[-1]!r} cannot be used ({exc}). Fix STUDENT_RISK_STORE_URL, e.g. "
+            "postgresql+psycopg://user@host:5432/db, or unset it to use the SQLite file in the runtime folder."
+        ) from None
+    except DBAPIError as exc:
+        transient = isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated
+        fix = (
+            "Check that the database is running and reachable at that URL (STUDENT_RISK_STORE_URL), then run the "
+            "step again"
+            if transient
+            else "Run the step again; if it fails again, check the store's schema and disk space"
+        )
+        raise StoreError(
+            f"Score store {safe_url(url)} failed ({type(exc.orig).__name__}: {_reason(exc)}). "
+            f"Nothing of this step was written (its write is one transaction). {fix}.",
+            transient=transient,
+        ) from None
 
 
 def _alembic_config():
@@ -306,7 +384,7 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
     with contextlib.ExitStack() as stack:
         database = engine.url.database if engine.dialect.name == "sqlite" else None
         if database and database != ":memory:":
-            fh = stack.enter_context(open(f"{database}.migrate-lock", "a"))
+            fh = stack.enter_context(open(private_file(f"{database}.migrate-lock"), "a"))
             fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
         conn = stack.enter_context(engine.connect())
         if engine.dialect.name == "postgresql":
@@ -337,39 +415,125 @@ def _chunks(rows: list[dict], size: int = 10_000) -> Iterator[list[dict]]:
         yield rows[i : i + size]
 
 
-def write_scores(engine: Engine, frame: pd.DataFrame, summary: dict) -> int:
-    """Replace the scores of every (cohort, point) in `frame` in one transaction."""
-    rows = frame[
-        ["cohort", "point", "student_id", "probability", "tier", "rank", "factors", "model_version", "scored_at"]
-    ].to_dict("records")
+@dataclass
+class Written:
+    """What `write_scores` did: the rows now stored for the written (cohort, point)s, and per pair
+    the action ("new", "replaced", "merged") with its counts."""
+
+    frame: pd.DataFrame
+    actions: list[dict] = field(default_factory=list)
+
+
+_SCORE_COLS = ["cohort", "point", "student_id", "probability", "tier", "rank", "factors", "model_version", "scored_at"]
+
+
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    rows = frame[_SCORE_COLS].to_dict("records")
     for r in rows:
         r["scored_at"] = pd.Timestamp(r["scored_at"]).to_pydatetime()
         r["rank"] = int(r["rank"])
         r["probability"] = float(r["probability"])
-    keys = frame[["cohort", "point"]].drop_duplicates().itertuples(index=False)
+    return rows
+
+
+def _stored_ids(conn: Connection, cohort: str, point: str) -> set[str]:
+    q = select(scores.c.student_id).where(scores.c.cohort == cohort, scores.c.point == point)
+    return set(conn.execute(q).scalars())
+
+
+def check_partial(cohort: str, point: str, stored: set[str], new: set[str], partial: Partial) -> None:
+    """Refuse (PartialCohortError) a file lacking some of the stored cohort's students, unless `partial`
+    says to merge or replace. The message gives counts only, never ids."""
+    missing = len(stored - new)
+    if partial != "refuse" or not missing:
+        return
+    raise PartialCohortError(
+        f"Cohort {cohort} at prediction point {point!r} has {len(stored)} students with stored scores; this file "
+        f"has {len(new)} students ({len(new & stored)} of them stored, {len(new - stored)} new), so {missing} "
+        "stored students are not in it. Nothing was written. To update only this file's students and re-rank "
+        'the whole cohort, score with --merge (partial="merge"); to replace the cohort\'s scores with only this '
+        'file\'s students (deleting the other stored ones), score with --replace (partial="replace").'
+    )
+
+
+def check_scores(engine: Engine, frame: pd.DataFrame, partial: Partial = "refuse") -> None:
+    """The partial-cohort check of `write_scores`, read-only: run it before the slow scoring."""
+    with engine.connect() as conn:
+        for (cohort, point), part in frame.groupby(["cohort", "point"], sort=True):
+            check_partial(str(cohort), str(point), _stored_ids(conn, cohort, point), set(part.student_id), partial)
+
+
+def write_scores(
+    engine: Engine,
+    frame: pd.DataFrame,
+    summary: dict,
+    *,
+    partial: Partial = "replace",
+    rerank: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+) -> Written:
+    """Store the scores of every (cohort, point) in `frame` in one transaction.
+
+    When the store holds students of that cohort and point that `frame` lacks: "refuse" raises
+    PartialCohortError before writing anything; "replace" (this primitive's default; the score step's
+    is "refuse") keeps only `frame`'s students; "merge" keeps the other stored students' scores and
+    gives the whole cohort new ranks and tiers by `rerank`.
+    Writers of one cohort take turns (a PostgreSQL advisory lock; SQLite's write lock)."""
+    if partial == "merge" and rerank is None:
+        raise ValueError("partial='merge' needs `rerank` to rank and tier the merged cohort")
+    written, actions = [], []
     with engine.begin() as conn:
-        for cohort, point in keys:
+        for (cohort, point), part in frame.groupby(["cohort", "point"], sort=True):
+            if conn.dialect.name == "postgresql":
+                key = func.hashtext(literal(f"{cohort}/{point}"))
+                conn.execute(select(func.pg_advisory_xact_lock(_PG_COHORT_LOCK_CLASS, key)))
+            new = set(part.student_id)
+            stored = _stored_ids(conn, cohort, point)
+            check_partial(str(cohort), str(point), stored, new, partial)
+            kept = stored - new if partial == "merge" else set()
+            if kept:
+                q = select(*[scores.c[c] for c in _SCORE_COLS]).where(
+                    scores.c.cohort == cohort, scores.c.point == point, scores.c.student_id.in_(sorted(kept))
+                )
+                others = pd.DataFrame(conn.execute(q).mappings().all(), columns=_SCORE_COLS)
+                part = rerank(pd.concat([part[_SCORE_COLS], others], ignore_index=True))
+            action = "new" if not stored else "merged" if kept else "replaced"
             conn.execute(delete(scores).where(scores.c.cohort == cohort, scores.c.point == point))
             conn.execute(delete(score_runs).where(score_runs.c.cohort == cohort, score_runs.c.point == point))
-            part = frame[(frame.cohort == cohort) & (frame.point == point)]
+            counts = part["tier"].value_counts()
+            entry = {
+                "cohort": str(cohort),
+                "point": str(point),
+                "action": action,
+                "n_students": int(len(part)),
+                "n_from_file": len(new),
+                "n_kept": len(kept),
+                "n_dropped": len(stored - new) if partial == "replace" else 0,
+                "tiers": {t: int(counts.get(t, 0)) for t in ("high", "medium", "low")},
+            }
+            rows = _rows(part)
             conn.execute(
                 insert(score_runs),
                 {
                     "cohort": cohort,
                     "point": point,
-                    "model_version": str(part.model_version.iloc[0]),
+                    "model_version": str(frame.model_version.iloc[0]),
                     "n_students": int(len(part)),
-                    "summary": json.loads(json.dumps(summary, default=str)),
-                    "scored_at": rows[0]["scored_at"],
+                    "summary": json.loads(json.dumps({**summary, "write": entry}, default=str)),
+                    "scored_at": pd.Timestamp(frame.scored_at.iloc[0]).to_pydatetime(),
                 },
             )
-        for chunk in _chunks(rows):
-            conn.execute(insert(scores), chunk)
-    return len(rows)
+            for chunk in _chunks(rows):
+                conn.execute(insert(scores), chunk)
+            written.append(part)
+            actions.append(entry)
+    return Written(pd.concat(written, ignore_index=True) if written else frame.iloc[:0], actions)
 
 
-def write_outcomes(engine: Engine, frame: pd.DataFrame) -> int:
-    """Replace the recorded outcomes of the students in `frame` (cohort, student_id, outcome, at_risk)."""
+def write_outcomes(engine: Engine, frame: pd.DataFrame, *, require_scored: bool = True) -> int:
+    """Replace the recorded outcomes of the cohorts in `frame` (cohort, student_id, outcome, at_risk).
+
+    Outcomes belong to a scored cohort: with `require_scored`, a cohort without stored scores is
+    refused (UnscoredCohortError) before anything is written."""
     now = datetime.now(UTC)
     rows = [
         {
@@ -381,8 +545,19 @@ def write_outcomes(engine: Engine, frame: pd.DataFrame) -> int:
         }
         for r in frame.itertuples(index=False)
     ]
+    cohorts = sorted(frame.cohort.astype(str).unique())
     with engine.begin() as conn:
-        for cohort in frame.cohort.astype(str).unique():
+        if require_scored:
+            scored = set(conn.execute(select(score_runs.c.cohort).where(score_runs.c.cohort.in_(cohorts))).scalars())
+            unscored = [c for c in cohorts if c not in scored]
+            if unscored:
+                raise UnscoredCohortError(
+                    f"Cohort(s) {', '.join(unscored)} have no stored scores in {safe_url(str(engine.url))}: outcomes "
+                    "are recorded for a cohort that was scored, to compare them with its scores. Nothing was written. "
+                    "Score the cohort first (`student-risk score INTAKE -c SETTINGS`), or check the file's cohort "
+                    "column (and --cohort) and the store (--home, STUDENT_RISK_STORE_URL)."
+                )
+        for cohort in cohorts:
             conn.execute(delete(outcomes).where(outcomes.c.cohort == cohort))
         for chunk in _chunks(rows):
             conn.execute(insert(outcomes), chunk)
@@ -404,15 +579,29 @@ def read_outcomes(engine: Engine, cohort: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in outcomes.columns])
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula, prefixed with ' (OWASP CSV injection)."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
 def export_csv(frame: pd.DataFrame, path) -> None:
-    """Scores as a flat CSV: one row per student, factors spelled out."""
+    """Scores as a flat CSV (mode 0600): one row per student, factors spelled out, no live formulas."""
     out = frame[["student_id", "cohort", "point", "probability", "tier", "rank", "model_version", "scored_at"]].copy()
     for i in range(3):
         out[f"factor_{i + 1}"] = [
             f"{f[i]['feature']} ({f[i]['direction']} risk)" if len(f) > i else "" for f in frame["factors"]
         ]
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(neutralise)
     tmp = f"{path}.tmp"
-    out.to_csv(tmp, index=False)
+    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, FILE_MODE)
+    with os.fdopen(fd, "w", newline="") as fh:
+        out.to_csv(fh, index=False, lineterminator="\r\n")  # RFC 4180: a cell with a bare CR is quoted
+    os.chmod(tmp, FILE_MODE)  # an older .tmp left by a crash keeps its mode through O_TRUNC
     os.replace(tmp, path)
 
 

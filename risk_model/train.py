@@ -30,7 +30,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from risk_model import evaluate
 from risk_model.calibration import Calibrator
 from risk_model.config import Config, DatasetContract, TrainingConfig
-from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill
+from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill, to_lightgbm
 from risk_model.schema import at_risk
 from risk_model.splits import ForwardCohortSplit, cohort_folds
 
@@ -53,7 +53,7 @@ class FittedModel:
     fill: dict[str, float] = field(default_factory=dict)  # features.missing_fill
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.calibrator(self.booster.predict(fill_unlearned(X, self.fill), raw_score=True))
+        return self.calibrator(self.booster.predict(to_lightgbm(fill_unlearned(X, self.fill)), raw_score=True))
 
 
 @dataclass
@@ -109,7 +109,7 @@ def select_and_fit(
 ) -> FittedModel:
     """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all."""
     folds, fold_kind = _folds(cohorts, y, t.seed)
-    data = lgb.Dataset(X, y, free_raw_data=False, params={"feature_pre_filter": False})
+    data = lgb.Dataset(to_lightgbm(X), y, free_raw_data=False, params={"feature_pre_filter": False})
     best = None
     search = []
     for grid_point in t.param_grid:
@@ -131,7 +131,7 @@ def select_and_fit(
     raw = np.empty(len(y))
     for booster, (train_idx, test_idx) in zip(cvbooster.boosters, folds, strict=True):
         held_out = fill_unlearned(X.iloc[test_idx], missing_fill(X.iloc[train_idx], c))
-        raw[test_idx] = booster.predict(held_out, raw_score=True, num_iteration=n_trees)
+        raw[test_idx] = booster.predict(to_lightgbm(held_out), raw_score=True, num_iteration=n_trees)
     calibrator = Calibrator.fit(raw, y, t.calibration)
     final = lgb.train(params, data, num_boost_round=n_trees)
     oof = pd.DataFrame({"cohort": cohorts, "y": y, "p": calibrator(raw)})

@@ -134,11 +134,11 @@ def test_outcomes_replace_per_cohort(url):
             "at_risk": [0, 1, 0],
         }
     )
+    store.write_scores(engine, scored("2024", 3), {})  # outcomes belong to a scored cohort
     store.write_outcomes(engine, frame)
     store.write_outcomes(engine, frame.iloc[:2])
     back = store.read_outcomes(engine, "2024")
     assert sorted(back.student_id) == ["a", "b"] and back.at_risk.sum() == 1
-    store.write_scores(engine, scored("2024", 3), {})
     joined = store.scored_outcomes(engine, "default")
     assert len(joined) == 0  # outcome ids a, b vs score ids S0..S2: nothing joins
     engine.dispose()

@@ -1,5 +1,5 @@
-"""Where the student table comes from: a ready CSV/Parquet table, or raw files a source
-turns into one for a prediction point (OULAD: `prediction_days`)."""
+"""Where the student table comes from: a ready table (CSV in any common dialect, .xlsx, Parquet:
+`files.py`), or raw files a source turns into one for a prediction point (OULAD: `prediction_days`)."""
 
 from __future__ import annotations
 
@@ -34,9 +34,13 @@ def load_table(
             raise ContractError(f"prediction point {point!r} is not a day: expected one of {config.points}.")
         df = build_table(Path(path), day, with_outcome=stage != "score", presentations=cohorts)
     else:
-        df = read_table(path)
+        d = config.dataset
+        df = read_table(path, delimiter=d.delimiter, encoding=d.encoding, sheet=d.sheet)
         if cohorts is not None and config.dataset.cohort_column in df.columns:
-            df = df[df[config.dataset.cohort_column].astype(str).isin([str(c) for c in cohorts])]
+            # as validation will read them: 2025.0 is cohort 2025
+            values = df[config.dataset.cohort_column].astype(str).str.strip()
+            values = values.str.replace(r"^\+?(-?\d+)\.0+$", r"\1", regex=True)
+            df = df[values.isin([str(c) for c in cohorts])]
     if cohorts is not None and len(df) == 0:
         raise ContractError(
             f"{path}: no rows for cohort(s) {cohorts}. Check --cohort against the file's cohort column."
