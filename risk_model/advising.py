@@ -138,10 +138,13 @@ def add_intervention(
     }
     from risk_model.store import audit_log
 
-    with engine.begin() as conn:
-        row["id"] = conn.execute(insert(interventions).values(row).returning(interventions.c.id)).scalar_one()
-        if audit is not None:
-            conn.execute(insert(audit_log), audit)
+    level = "READ COMMITTED" if engine.dialect.name == "postgresql" else "SERIALIZABLE"
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level=level)  # one transaction, also on the API's autocommit engine
+        with conn.begin():
+            row["id"] = conn.execute(insert(interventions).values(row).returning(interventions.c.id)).scalar_one()
+            if audit is not None:
+                conn.execute(insert(audit_log), audit)
     return row
 
 
