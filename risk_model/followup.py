@@ -160,3 +160,31 @@ def contact_rates_by_group(
     if not rows:
         sentences.append("No flagged student to compare contact rates for.")
     return Finding(table, sentences)
+
+
+def as_dict(finding: Finding) -> dict:
+    """A finding as JSON-ready values (a report's .json beside its page)."""
+    table = finding.table.astype(object).where(finding.table.notna(), None)
+    return {"table": table.to_dict("records"), "sentences": list(finding.sentences)}
+
+
+def follow_up(
+    alerts: pd.DataFrame,
+    interventions: pd.DataFrame,
+    outcomes: pd.DataFrame | None = None,
+    groups: pd.DataFrame | None = None,
+    columns: list[str] | None = None,
+    *,
+    min_group_size: int = 30,
+) -> dict[str, Finding]:
+    """Every follow-up finding the inputs allow: contact after alerts; with outcomes, outcomes by contact;
+    with groups, contact rates per group (for the fairness report)."""
+    flagged = flagged_high(alerts) if len(alerts) else pd.DataFrame(columns=["student_id", "probability", "alerted_on"])
+    out = {"contact": contact_summary(flagged, interventions)}
+    if outcomes is not None and len(outcomes):
+        out["outcomes_by_contact"] = outcomes_by_contact(flagged, interventions, outcomes)
+    if groups is not None and columns:
+        out["contact_by_group"] = contact_rates_by_group(
+            flagged, interventions, groups, columns, min_group_size=min_group_size
+        )
+    return out

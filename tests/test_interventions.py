@@ -160,3 +160,12 @@ def test_what_happened_after_says_what_was_planted():
     assert rates.loc["A", "contacted_share"] > 0.7 > 0.5 > rates.loc["B", "contacted_share"]
     small = followup.contact_rates_by_group(flagged, done, groups, ["gender"], min_group_size=300).table
     assert list(small.group) == ["smaller groups"]  # no group under the size is shown on its own
+
+
+def test_follow_up_with_no_alerts_says_so_and_serializes():
+    empty = pd.DataFrame(columns=["student_id", "probability", "tier", "created_at"])
+    found = followup.follow_up(empty, pd.DataFrame(columns=["student_id", "on_date"]), outcomes=None)
+    assert list(found) == ["contact"]
+    doc = followup.as_dict(found["contact"])
+    assert doc["table"][0]["flagged_high"] == 0 and doc["table"][0]["median_days_to_contact"] is None
+    assert doc["sentences"] == ["No student was flagged high by an alert, so there is no follow-up to count."]
