@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/students", tags=["interventions"], route_class=Ke
     "/{student_id}/interventions",
     status_code=201,
     response_model=Intervention,
-    responses=problems(404, 422) | AUTH,
+    responses=problems(400, 404, 413) | AUTH,
 )
 async def record_intervention(api: State, key: WriteKey, student_id: StudentId, body: InterventionIn) -> Intervention:
     """Record a call, email, meeting, referral or other contact with a scored student. Audited. The note is
