@@ -145,16 +145,23 @@ def _print_training(results: list[dict]) -> None:
 
 def _print_scoring(results: list[dict]) -> None:
     for r in results:
-        t = r["tiers"]
-        typer.echo(
-            f"\n[{r['point']}] scored {r['n_scored']} students of {', '.join(r['cohorts'])}; "
-            f"the cohort now has {r['n_students']}: {t['high']} high, {t['medium']} medium, {t['low']} low risk"
-        )
+        typer.echo(f"\n[{r['point']}] scored {r['n_scored']} students")
         for line in r["stored"]:
             typer.echo(f"  stored:   {line}")
+        for cohort, c in r.get("by_cohort", {}).items():
+            t, e = c["tiers"], c["expected"]
+            typer.echo(
+                f"  cohort {cohort}: {c['n_students']} students, {t['high']} high, {t['medium']} medium, "
+                f"{t['low']} low risk\n"
+                f"    expected before outcomes (from these students' own probabilities): ROC AUC {e['roc_auc']:.2f}, "
+                f"{e['recall_top_k']:.0%} of those who will struggle in the top {r.get('top_k_percent', 10):g}%, "
+                f"{e['at_risk_rate']:.0%} at risk"
+            )
         if r["n_unseen_category_values"]:
             typer.echo(f"  unseen categories (scored as unknown): {json.dumps(r['unseen_categories'])}")
-        typer.echo(f"  scores:   {r['store']} (table `scores`)\n  export:   {r['export']}")
+        typer.echo(f"  scores:   {r['store']} (table `scores`)")
+        for export in r["exports"]:
+            typer.echo(f"  export:   {export}")
 
 
 def _finish_reports(out: list[dict], strict: bool) -> None:

@@ -179,13 +179,19 @@ def score_flow(
         table=[
             {
                 "point": s["point"],
-                "students": s["n_students"],
-                **s["tiers"],
+                "cohort": cohort,
+                "students": c["n_students"],
+                **c["tiers"],
+                "expected_roc_auc": round(c["expected"]["roc_auc"], 3),
+                "expected_recall_top_k": round(c["expected"]["recall_top_k"], 3),
+                "expected_at_risk_rate": round(c["expected"]["at_risk_rate"], 3),
                 "unseen_categories": s["n_unseen_category_values"],
                 "stored": "; ".join(s["stored"]),
             }
             for s in out
+            for cohort, c in s["by_cohort"].items()
         ],
+        description="Per cohort and point: tiers, and the performance expected before outcomes (CBPE)",
     )
     return out
 

@@ -13,6 +13,7 @@ from risk_model.registry import Bundle, Registry
 
 
 def report_dir(settings: Settings, cohort: str, point: str, version: str) -> Path:
+    """Where the reports of one cohort, prediction point and model version go (each a safe path name)."""
     return settings.reports_dir / safe_name(cohort) / safe_name(point) / safe_name(version)
 
 
@@ -22,7 +23,7 @@ def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, p
 
     c = config.dataset
     cohort = _cohort_of(config, intake)
-    scores, _ = _scored(settings, cohort, point)
+    scores, recorded = _scored(settings, cohort, point)
     bundle = _scoring_bundle(settings, config, scores, point)
     current = intake.merge(
         scores[["student_id", "probability"]].rename(columns={"probability": "risk"}),
@@ -39,6 +40,7 @@ def intake_report(settings: Settings, config: Config, intake: pd.DataFrame, *, p
         cohort=cohort,
         model_version=bundle.version,
         validation_auc=bundle.metadata["summary"]["validation_auc"],
+        outcomes_known=not recorded.empty,
     )
 
 
@@ -50,26 +52,9 @@ def _cohort_of(config: Config, df: pd.DataFrame) -> str:
 
 
 def _read(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A cohort's scores (student_id, probability, tier, model_version) and outcomes (student_id, at_risk).
-
-    Only the columns reports use: skipping the per-student factors keeps a million rows quick."""
-    from sqlalchemy import select
-
-    s, o = store.scores, store.outcomes
-    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
-        scores = pd.DataFrame(
-            conn.execute(
-                select(s.c.student_id, s.c.probability, s.c.tier, s.c.model_version).where(
-                    s.c.cohort == cohort, s.c.point == point
-                )
-            ).all(),
-            columns=["student_id", "probability", "tier", "model_version"],
-        )
-        outcomes = pd.DataFrame(
-            conn.execute(select(o.c.student_id, o.c.at_risk).where(o.c.cohort == cohort)).all(),
-            columns=["student_id", "at_risk"],
-        )
-    return scores, outcomes
+    """A cohort's scores (student_id, probability, tier, model_version) and outcomes (student_id, at_risk)."""
+    with store.opened(settings.resolved_store_url) as engine:
+        return store.report_scores(engine, cohort, point), store.report_outcomes(engine, cohort)
 
 
 def _scored(settings: Settings, cohort: str, point: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -99,13 +84,8 @@ def _with_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.Dat
 
 def has_outcomes(settings: Settings, cohort: str) -> bool:
     """Whether real outcomes of `cohort` are recorded in the store."""
-    from sqlalchemy import select
-
-    with store.opened(settings.resolved_store_url) as engine, engine.connect() as conn:
-        return (
-            conn.execute(select(store.outcomes.c.id).where(store.outcomes.c.cohort == cohort).limit(1)).first()
-            is not None
-        )
+    with store.opened(settings.resolved_store_url) as engine:
+        return store.has_outcomes(engine, cohort)
 
 
 def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: str = "default") -> dict:
@@ -133,6 +113,33 @@ def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: s
     )
 
 
+def _measured_new_cohort(config: Config, bundle: Bundle, cohort: str, current: pd.DataFrame | None) -> dict | None:
+    """The new cohort's real metrics and the interval of its AUC, if both kinds of outcome are recorded."""
+    from risk_model import evaluate
+    from risk_model.bootstrap import bootstrap_metrics
+
+    if current is None or current["at_risk"].nunique() != 2:
+        return None
+    k = float(bundle.metadata.get("top_k_percent", config.training.top_k_percent))
+    m = evaluate.metrics(current["at_risk"].to_numpy(), current["risk"].to_numpy(), k)
+    sample = current.sample(min(len(current), config.reports.max_rows), random_state=0)
+    ci = bootstrap_metrics(
+        sample["at_risk"].to_numpy(), sample["risk"].to_numpy(), k_percent=k, n_boot=config.reports.bootstrap
+    )["metrics"]["roc_auc"]
+    shift = m["roc_auc"] - ci["value"]
+    return {"cohort": cohort, "metrics": m, "low": ci["low"] + shift, "high": ci["high"] + shift}
+
+
+def _new_cohort_from_outcomes(outcomes: dict, cohort: str) -> dict:
+    """The same, from the numbers of an outcomes report just built."""
+    real = outcomes["real"]
+    metrics = {m: v["value"] for m, v in real.items()} | {
+        "n": outcomes["n_students"],
+        "base_rate": outcomes["base_rate"],
+    }
+    return {"cohort": cohort, "metrics": metrics, "low": real["roc_auc"]["low"], "high": real["roc_auc"]["high"]}
+
+
 def generalization_report(
     settings: Settings, config: Config, cohort: str, *, point: str = "default", outcomes: dict | None = None
 ) -> dict:
@@ -140,31 +147,15 @@ def generalization_report(
 
     `outcomes`: the outcomes report's numbers, if just built (saves reading and measuring the cohort again)."""
     from reports.generalization import build_generalization_report
-    from risk_model import evaluate
-    from risk_model.bootstrap import bootstrap_metrics
 
     if outcomes is not None:  # the outcomes report already measured this cohort: reuse its numbers
         bundle = Registry(settings.registry_dir).load(outcomes["model_version"], point=point, contract=config.dataset)
-        real = outcomes["real"]
-        metrics = {m: v["value"] for m, v in real.items()} | {
-            "n": outcomes["n_students"],
-            "base_rate": outcomes["base_rate"],
-        }
-        new = {"cohort": cohort, "metrics": metrics, "low": real["roc_auc"]["low"], "high": real["roc_auc"]["high"]}
+        new = _new_cohort_from_outcomes(outcomes, cohort)
     else:
         scores, recorded = _scored(settings, cohort, point)
         bundle = _scoring_bundle(settings, config, scores, point)
-        new = None
         current = _with_outcomes(scores, recorded)[0] if not recorded.empty else None
-        if current is not None and current["at_risk"].nunique() == 2:
-            k = float(bundle.metadata.get("top_k_percent", config.training.top_k_percent))
-            m = evaluate.metrics(current["at_risk"].to_numpy(), current["risk"].to_numpy(), k)
-            sample = current.sample(min(len(current), config.reports.max_rows), random_state=0)
-            ci = bootstrap_metrics(
-                sample["at_risk"].to_numpy(), sample["risk"].to_numpy(), k_percent=k, n_boot=config.reports.bootstrap
-            )["metrics"]["roc_auc"]
-            shift = m["roc_auc"] - ci["value"]
-            new = {"cohort": cohort, "metrics": m, "low": ci["low"] + shift, "high": ci["high"] + shift}
+        new = _measured_new_cohort(config, bundle, cohort, current)
     return build_generalization_report(
         bundle.metadata,
         config.training,
@@ -176,47 +167,57 @@ def generalization_report(
     )
 
 
-def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *, point: str = "default") -> dict:
-    """Per-group metrics for the sensitive columns: on the cohort's real outcomes when recorded, else on the
-    training reference (out-of-fold risk)."""
-    from reports.fairness import build_fairness_report
+def _flag_rule(config: Config) -> str:
+    """How a student came to be flagged, in words."""
+    s = config.scoring
+    if s.tier_mode == "capacity":
+        return f"in the high-risk tier (the {s.high_share:.0%} highest-risk students of their cohort)"
+    return f"in the high-risk tier (predicted risk at least {s.high_threshold:.0%})"
+
+
+def _fairness_frame(
+    config: Config, bundle: Bundle, cohort: str, intake: pd.DataFrame, scores: pd.DataFrame, recorded: pd.DataFrame
+) -> tuple[pd.DataFrame, str, str]:
+    """(at_risk, risk, flagged and the sensitive columns per student; source in words; basis in a few words):
+    the cohort's real outcomes when both kinds are recorded, else the training reference (out-of-fold risk)."""
     from risk_model.score import tiers
 
-    c, s = config.dataset, config.scoring
-    cohort = _cohort_of(config, intake)
-    scores, recorded = _scored(settings, cohort, point)
-    bundle = _scoring_bundle(settings, config, scores, point)
-    if s.tier_mode == "capacity":
-        flag_rule = f"in the high-risk tier (the {s.high_share:.0%} highest-risk students of their cohort)"
-    else:
-        flag_rule = f"in the high-risk tier (predicted risk at least {s.high_threshold:.0%})"
+    c = config.dataset
     sensitive = [col for col in c.sensitive_columns if col in intake.columns]
-    current = None
     if not recorded.empty:
-        current, _ = _with_outcomes(scores, recorded)
-        current = current.merge(
+        current = _with_outcomes(scores, recorded)[0].merge(
             intake[[c.id_column, *sensitive]].astype({c.id_column: str}),
             left_on="student_id",
             right_on=c.id_column,
             how="inner",
         )
-    if current is not None and len(current) and current["at_risk"].nunique() == 2:
-        frame = current.assign(flagged=current["tier"] == "high")[["at_risk", "risk", "flagged", *sensitive]]
-        source = basis = f"cohort {cohort}'s real outcomes"
-    else:
-        ref = bundle.reference()
-        flagged = pd.Series(False, index=ref.index)
-        for _, idx in ref.groupby(c.cohort_column).groups.items():
-            flagged.loc[idx] = tiers(ref.loc[idx, "risk"].to_numpy(), s) == "high"
-        frame = ref.assign(flagged=flagged.to_numpy())[["at_risk", "risk", "flagged", *sensitive]]
-        source = (
-            f"the training cohorts ({', '.join(bundle.metadata['training_cohorts'])}) with out-of-fold risk, "
-            f"because cohort {cohort} has no real outcomes yet"
-        )
-        basis = f"training cohorts; {cohort} has no real outcomes yet"
+        if len(current) and current["at_risk"].nunique() == 2:
+            frame = current.assign(flagged=current["tier"] == "high")[["at_risk", "risk", "flagged", *sensitive]]
+            return frame, f"cohort {cohort}'s real outcomes", f"cohort {cohort}'s real outcomes"
+    ref = bundle.reference()
+    flagged = pd.Series(False, index=ref.index)
+    for _, idx in ref.groupby(c.cohort_column).groups.items():
+        flagged.loc[idx] = tiers(ref.loc[idx, "risk"].to_numpy(), config.scoring) == "high"
+    frame = ref.assign(flagged=flagged.to_numpy())[["at_risk", "risk", "flagged", *sensitive]]
+    source = (
+        f"the training cohorts ({', '.join(bundle.metadata['training_cohorts'])}) with out-of-fold risk, "
+        f"because cohort {cohort} has no real outcomes yet"
+    )
+    return frame, source, f"training cohorts; {cohort} has no real outcomes yet"
+
+
+def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *, point: str = "default") -> dict:
+    """Per-group metrics for the sensitive columns: on the cohort's real outcomes when recorded, else on the
+    training reference (out-of-fold risk)."""
+    from reports.fairness import build_fairness_report
+
+    cohort = _cohort_of(config, intake)
+    scores, recorded = _scored(settings, cohort, point)
+    bundle = _scoring_bundle(settings, config, scores, point)
+    frame, source, basis = _fairness_frame(config, bundle, cohort, intake, scores, recorded)
     return build_fairness_report(
         frame,
-        c,
+        config.dataset,
         config.reports,
         report_dir(settings, cohort, point, bundle.version),
         cohort=cohort,
@@ -224,7 +225,8 @@ def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *,
         point=point,
         source=source,
         basis=basis,
-        flag_rule=flag_rule,
+        flag_rule=_flag_rule(config),
+        outcomes_known=not recorded.empty,
     )
 
 

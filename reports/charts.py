@@ -1,12 +1,17 @@
 """Plotly charts for the report pages, rendered to HTML that works offline.
 
-The first chart on a page carries plotly.js inline (`include_plotlyjs=True`); later ones
-reuse it. Every chart plots aggregates only.
+A page carries plotly.js inline once and one small script per chart (see `Charts`). Every
+chart plots aggregates only.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from functools import cache
+
 import plotly.graph_objects as go
+import plotly.io as pio
 
 _CONFIG = {"displaylogo": False, "responsive": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
 COLORS = {
@@ -22,22 +27,60 @@ COLORS = {
 }
 
 
+@dataclass(frozen=True)
+class Chart:
+    """A chart on a page: the element it draws into and the one inline script that draws it."""
+
+    id: str
+    height: int
+    script: str
+
+
 class Charts:
-    """Renders figures for one page, including plotly.js with the first one only."""
+    """The charts of one page: plotly.js once (`lib`), then one script per chart.
+
+    Figures go to the page as plotly's escaped JSON inside scripts this class writes, so every
+    script on a page is known here and can be allowed by hash (`scripts`)."""
 
     def __init__(self) -> None:
-        self._js_done = False
+        self._charts: list[Chart] = []
 
-    def html(self, fig: go.Figure, height: int = 380) -> str:
+    @property
+    def used(self) -> bool:
+        return bool(self._charts)
+
+    @property
+    def lib(self) -> str:
+        return _plotlyjs()
+
+    @property
+    def scripts(self) -> list[str]:
+        """Every inline script the page will carry, for its Content-Security-Policy."""
+        return ([self.lib] if self._charts else []) + [c.script for c in self._charts]
+
+    def add(self, fig: go.Figure, height: int = 380) -> Chart:
         fig.update_layout(
             height=height,
             margin={"l": 60, "r": 20, "t": 50, "b": 50},
             template="plotly_white",
             font={"family": "system-ui, sans-serif", "size": 13},
         )
-        out = fig.to_html(full_html=False, include_plotlyjs=not self._js_done, config=_CONFIG)
-        self._js_done = True
-        return out
+        chart_id = f"chart-{len(self._charts) + 1}"
+        spec = pio.to_json(fig, validate=False)  # '<', '>' and '/' escaped by plotly
+        script = (
+            f"(function(){{var f={spec};Plotly.newPlot({json.dumps(chart_id)},f.data,f.layout,"
+            f"{json.dumps(_CONFIG)});}})();"
+        )
+        chart = Chart(chart_id, height, script)
+        self._charts.append(chart)
+        return chart
+
+
+@cache
+def _plotlyjs() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
 
 
 def calibration(curve: list[dict], reference: list[dict] | None = None, title: str = "") -> go.Figure:

@@ -5,6 +5,9 @@ share flagged high risk, TPR and FPR at that flag, and calibration (mean predict
 observed), from fairlearn's MetricFrame (risk_model.fairness). The largest gaps are named;
 small groups are merged or hidden so no row describes a handful of students. Built on the
 new cohort's real outcomes when they exist, else on the training cohorts' out-of-fold risk.
+
+measure (`measure`, `agree_with_print`) -> judge (`judge`) -> render (`render`, `group_rows`,
+`gap_rows`, `column_notes`) -> write (`page.write_report`), composed in `build_fairness_report`.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reports import page
 from reports.charts import Charts, groups
-from reports.html import banner, document, evidence, num, pct, table, write_atomic, write_json
+from reports.page import made_with_outcomes, num, pct, printed, write_report
 from risk_model.config import DatasetContract, ReportConfig
 from risk_model.fairness import OTHER, column_report
+from risk_model.labels import band
+
+NAME = "fairness"
 
 
 def _describe(col: str, metric: str, g: dict) -> str:
@@ -72,43 +79,50 @@ def _who(metric: str, g: dict, rows: list[dict]) -> str:
     return g["high_group"] if metric == "fpr" else g["low_group"]
 
 
-def build_fairness_report(
-    frame: pd.DataFrame,
-    contract: DatasetContract,
-    cfg: ReportConfig,
-    out_dir: Path,
-    *,
-    cohort: str,
-    model_version: str,
-    point: str = "default",
-    source: str,
-    basis: str,
-    flag_rule: str,
-) -> dict:
-    """Write fairness.html and .json into `out_dir`; return the JSON numbers.
+# How each value is printed on the page (gap_rows, _describe): the units its gap is judged in
+PRINTED = {"roc_auc": ".2f", "tpr": ".0%", "fpr": ".0%", "share_flagged": ".0%", "calibration": "+.1%"}
 
-    `frame`: one row per student with `at_risk` (0/1), `risk`, `flagged` (bool) and the
-    contract's sensitive columns. `source` says in words which students these are, `basis`
-    the same in a few words for the verdict;
-    `flag_rule` how a student came to be flagged.
-    """
+
+def agree_with_print(r: dict, cfg: ReportConfig) -> dict:
+    """Judge each gap on the rounded values the page prints: a gap that prints as no larger than its
+    threshold (e.g. 45% vs 35% with 0.10 allowed) is neither to review nor to watch."""
+    for metric, g in r["gaps"].items():
+        fmt = PRINTED[metric]
+        threshold = cfg.calibration_gap if metric == "calibration" else cfg.fairness_gap
+        gap = printed(g["high"], fmt) - printed(g["low"], fmt)
+        above = bool(g["above_threshold"]) and gap > printed(threshold, fmt)
+        g["above_threshold"], g["flagged"] = above, bool(g["flagged"]) and above
+    r["to_review"] = [k for k, g in r["gaps"].items() if g["flagged"]]
+    r["to_watch"] = [k for k, g in r["gaps"].items() if g["above_threshold"] and not g["flagged"]]
+    return r
+
+
+def measure(frame: pd.DataFrame, contract: DatasetContract, cfg: ReportConfig) -> dict[str, dict]:
+    """Per sensitive column in `frame`: groups, gaps and the gaps to review (risk_model.fairness)."""
     y = frame["at_risk"].to_numpy(dtype=int)
     risk = frame["risk"].to_numpy(dtype=float)
     flagged = frame["flagged"].to_numpy(dtype=bool).astype(int)
-    columns = {}
-    for col in contract.sensitive_columns:
-        if col not in frame.columns:
-            continue
-        columns[col] = column_report(
-            y,
-            risk,
-            flagged,
-            frame[col],
-            min_group_size=cfg.min_group_size,
-            fairness_gap=cfg.fairness_gap,
-            calibration_gap=cfg.calibration_gap,
-            cap=cfg.max_rows,
+    return {
+        col: agree_with_print(
+            column_report(
+                y,
+                risk,
+                flagged,
+                band(contract, col, frame[col]),  # value labels ("1" -> "male") or bands ("17-20") as groups
+                min_group_size=cfg.min_group_size,
+                fairness_gap=cfg.fairness_gap,
+                calibration_gap=cfg.calibration_gap,
+                cap=cfg.max_rows,
+            ),
+            cfg,
         )
+        for col in contract.sensitive_columns
+        if col in frame.columns
+    }
+
+
+def judge(columns: dict, contract: DatasetContract, cfg: ReportConfig, basis: str) -> tuple[str, bool, list, list]:
+    """(verdict, warning, gaps to review in words, columns to watch in words)."""
     review, watch, largest = [], [], []
     for col, r in columns.items():
         label = contract.label(col)
@@ -123,124 +137,154 @@ def build_fairness_report(
             largest.append((r["gaps"]["tpr"]["gap"], label, r["gaps"]["tpr"]))
     names = ", ".join(contract.label(c) for c in columns) or "no sensitive column"
     if not columns:
-        verdict, warning = "No sensitive columns are listed in the settings file: nothing to compare.", False
-    elif review:
-        verdict = f"Gaps to review ({basis}): " + "; ".join(review) + "."
-        warning = True
-    elif watch:
+        return "No sensitive columns are listed in the settings file: nothing to compare.", False, review, watch
+    if review:
+        return f"Gaps to review ({basis}): " + "; ".join(review) + ".", True, review, watch
+    if watch:
         verdict = (
             f"No clear gaps between groups of {names} ({basis}); worth watching next year, though the "
             f"groups are too small to be sure: {', '.join(watch)}."
         )
-        warning = False
-    else:
-        verdict = (
-            f"No large gaps between groups of {names} ({basis}): the model finds students who struggle "
-            "about equally well in each group, and its predicted risk is about as accurate for every group."
+        return verdict, False, review, watch
+    verdict = (
+        f"No large gaps between groups of {names} ({basis}): the model finds students who struggle "
+        "about equally well in each group, and its predicted risk is about as accurate for every group."
+    )
+    if largest:
+        _, label, g = max(largest, key=lambda t: t[0])
+        verdict += (
+            f" Largest difference in the share of struggling students flagged: {label}, "
+            f"{pct(g['high'])} in group {g['high_group']} vs {pct(g['low'])} in group {g['low_group']}."
         )
-        if largest:
-            _, label, g = max(largest, key=lambda t: t[0])
-            verdict += (
-                f" Largest difference in the share of struggling students flagged: {label}, "
-                f"{pct(g['high'])} in group {g['high_group']} vs {pct(g['low'])} in group {g['low_group']}."
+    return verdict, False, review, watch
+
+
+def group_rows(r: dict) -> list[dict]:
+    """One row per group of a column."""
+    return [
+        {
+            "group": g["group"],
+            "students": g["students"],
+            "struggled": pct(g["at_risk_rate"], 1),
+            "predicted risk (avg)": pct(g["mean_predicted"], 1),
+            "ROC AUC": num(g["roc_auc"]),
+            "flagged": pct(g["share_flagged"], 1),
+            "TPR: struggled & flagged": pct(g["tpr"], 1),
+            "FPR: did fine & flagged": pct(g["fpr"], 1),
+        }
+        for g in r["groups"]
+    ]
+
+
+MEASURES = {"roc_auc": "ROC AUC", "tpr": "TPR", "fpr": "FPR", "share_flagged": "share flagged"}
+
+
+def gap_rows(r: dict) -> list[dict]:
+    """One row per gap of a column: the two groups furthest apart and whether it is to review."""
+    rows = []
+    for metric, g in r["gaps"].items():
+        if metric == "calibration":
+            rows.append(
+                {
+                    "measure": "calibration (actual minus predicted)",
+                    "largest gap": f"{g['high']:+.1%} ({g['high_group']}) vs {g['low']:+.1%} ({g['low_group']})",
+                    "to review": _status(g),
+                }
             )
-        warning = False
+        else:
+            fmt = num if metric == "roc_auc" else pct
+            rows.append(
+                {
+                    "measure": MEASURES[metric],
+                    "largest gap": f"{fmt(g['high'])} ({g['high_group']}) vs {fmt(g['low'])} ({g['low_group']})",
+                    "to review": _status(g) if metric != "share_flagged" else "not judged",
+                }
+            )
+    return rows
+
+
+def column_notes(r: dict, cfg: ReportConfig) -> list[str]:
+    """Notes on merged, sampled and hidden groups of a column."""
+    notes = []
+    if r["merged"]:
+        notes.append(
+            f"Groups {', '.join(r['merged'])} have fewer than {cfg.min_group_size} students each and are "
+            f"shown together as '{OTHER}'."
+        )
+    if r["sampled"]:
+        notes.append(
+            f"Groups of more than {cfg.max_rows} students are measured on a random {cfg.max_rows} of them "
+            "(plenty for these rates); their sizes and at-risk counts use every student."
+        )
+    if r["hidden"]:
+        notes.append(
+            f"{r['hidden']} students in {r['hidden_groups']} group(s) too small to show even together "
+            f"(under {cfg.min_group_size}) are left out of this table."
+        )
+    return notes
+
+
+def render(numbers: dict, contract: DatasetContract, cfg: ReportConfig, advice: str) -> str:
+    """The page: verdict, what the columns mean, then one section per sensitive column."""
+    charts = Charts()
+    sections = [
+        {
+            "label": contract.label(col),
+            "groups": group_rows(r),
+            "gaps": gap_rows(r),
+            "notes": column_notes(r, cfg),
+            "chart": charts.add(groups(r["groups"], contract.label(col)), 340),
+        }
+        for col, r in numbers["columns"].items()
+    ]
+    return page.render(
+        "fairness.html.j2",
+        scripts=charts.scripts,
+        charts=charts,
+        title=numbers["title"],
+        verdict=numbers["verdict"],
+        warning=numbers["warning"],
+        advice=advice,
+        n=numbers,
+        cfg=cfg,
+        sections=sections,
+    )
+
+
+def build_fairness_report(
+    frame: pd.DataFrame,
+    contract: DatasetContract,
+    cfg: ReportConfig,
+    out_dir: Path,
+    *,
+    cohort: str,
+    model_version: str,
+    point: str = "default",
+    source: str,
+    basis: str,
+    flag_rule: str,
+    outcomes_known: bool | None = None,
+) -> dict:
+    """Write fairness.html and .json into `out_dir`; return the JSON numbers.
+
+    `frame`: one row per student with `at_risk` (0/1), `risk`, `flagged` (bool) and the
+    contract's sensitive columns. `source` says in words which students these are, `basis`
+    the same in a few words for the verdict; `flag_rule` how a student came to be flagged.
+    `outcomes_known`: whether the cohort's real outcomes were recorded (default: whether
+    `source` names them).
+    """
+    columns = measure(frame, contract, cfg)
+    verdict, warning, review, watch = judge(columns, contract, cfg, basis)
     advice = (
         "Check with the advising team whether the list should be used differently for these groups, and "
         "retrain if the settings can fix it."
         if review
         else ""
     )
-
-    charts = Charts()
-    sections = []
-    for col, r in columns.items():
-        label = contract.label(col)
-        rows = [
-            {
-                "group": g["group"],
-                "students": g["students"],
-                "struggled": pct(g["at_risk_rate"], 1),
-                "predicted risk (avg)": pct(g["mean_predicted"], 1),
-                "ROC AUC": num(g["roc_auc"]),
-                "flagged": pct(g["share_flagged"], 1),
-                "TPR: struggled & flagged": pct(g["tpr"], 1),
-                "FPR: did fine & flagged": pct(g["fpr"], 1),
-            }
-            for g in r["groups"]
-        ]
-        gap_rows = []
-        for metric, g in r["gaps"].items():
-            if metric == "calibration":
-                gap_rows.append(
-                    {
-                        "measure": "calibration (actual minus predicted)",
-                        "largest gap": f"{g['high']:+.1%} ({g['high_group']}) vs {g['low']:+.1%} ({g['low_group']})",
-                        "to review": _status(g),
-                    }
-                )
-            else:
-                fmt = num if metric == "roc_auc" else pct
-                gap_rows.append(
-                    {
-                        "measure": {"roc_auc": "ROC AUC", "tpr": "TPR", "fpr": "FPR", "share_flagged": "share flagged"}[
-                            metric
-                        ],
-                        "largest gap": f"{fmt(g['high'])} ({g['high_group']}) vs {fmt(g['low'])} ({g['low_group']})",
-                        "to review": _status(g) if metric != "share_flagged" else "not judged",
-                    }
-                )
-        notes = []
-        if r["merged"]:
-            notes.append(
-                f"Groups {', '.join(r['merged'])} have fewer than {cfg.min_group_size} students each and are "
-                f"shown together as '{OTHER}'."
-            )
-        if r["sampled"]:
-            notes.append(
-                f"Groups of more than {cfg.max_rows} students are measured on a random {cfg.max_rows} of them "
-                "(plenty for these rates); their sizes and at-risk counts use every student."
-            )
-        if r["hidden"]:
-            notes.append(
-                f"{r['hidden']} students in {r['hidden_groups']} group(s) too small to show even together "
-                f"(under {cfg.min_group_size}) are left out of this table."
-            )
-        sections.append(
-            f"<h2>{label}</h2>"
-            + table(rows)
-            + table(gap_rows)
-            + "".join(f"<p class='note'>{n}</p>" for n in notes)
-            + charts.html(groups(r["groups"], label), 340)
-        )
-    body = (
-        f"<p>Model {model_version}{'' if point == 'default' else f' (prediction point {point})'}. Built on {source}: {len(frame)} students. "
-        f"Flagged means {flag_rule}.</p>"
-        "<p>What the columns mean: <em>struggled</em> is the share with an at-risk outcome; <em>predicted risk</em> the "
-        "model's average for the group (close to <em>struggled</em> when the model is calibrated for that group); "
-        "<em>TPR</em> the share of students who struggled that the model flagged (higher is better); <em>FPR</em> the "
-        "share of students who did fine that it flagged anyway. A group gets more students flagged when more of it "
-        "struggles, so differences in <em>flagged</em> alone are not judged.</p>"
-        f"<p class='note'>A gap is flagged for review when a between-group difference in ROC AUC, TPR or FPR exceeds "
-        f"{cfg.fairness_gap:.2f}, or when the model's error (actual minus predicted risk) differs between two groups "
-        f"by more than {cfg.calibration_gap:.0%} (an error shared by all groups is the outcomes report's business), "
-        "and in both cases the difference is larger than chance (three times its standard "
-        f"error); a difference above the threshold that could still be chance is marked to watch. Groups under {cfg.min_group_size} students are never shown on their own.</p>"
-        + "".join(sections)
-    )
-    title = f"Fairness of the risk scores for cohort {cohort}: does the model serve every group alike?"
     out_dir = Path(out_dir)
-    html_path = out_dir / "fairness.html"
-    write_atomic(
-        html_path,
-        document(
-            title,
-            banner(title, verdict, warning=warning, body_html=f"<p>{advice}</p>" if advice else "") + evidence(body),
-        ),
-    )
     numbers = {
-        "report": "fairness",
-        "title": title,
+        "report": NAME,
+        "title": f"Fairness of the risk scores for cohort {cohort}: does the model serve every group alike?",
         "cohort": cohort,
         "point": point,
         "model_version": model_version,
@@ -249,7 +293,7 @@ def build_fairness_report(
         "source": source,
         "flag_rule": flag_rule,
         "n_students": int(len(frame)),
-        "at_risk_rate": float(np.mean(y)) if len(y) else None,
+        "at_risk_rate": float(np.mean(frame["at_risk"])) if len(frame) else None,
         "columns": columns,
         "to_review": review,
         "to_watch": watch,
@@ -258,8 +302,11 @@ def build_fairness_report(
             "calibration_gap": cfg.calibration_gap,
             "min_group_size": cfg.min_group_size,
         },
+        "outcomes_known": made_with_outcomes({"report": NAME, "source": source})
+        if outcomes_known is None
+        else outcomes_known,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "html": str(html_path),
+        "html": str(out_dir / f"{NAME}.html"),
     }
-    write_json(out_dir / "fairness.json", numbers)
+    write_report(out_dir, NAME, render(numbers, contract, cfg, advice), numbers)
     return numbers

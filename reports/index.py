@@ -1,18 +1,21 @@
 """The index: every report under the reports folder, by cohort and model version, newest first.
 
 It reads the JSON written beside each report (reports_dir/cohort/point/version/name.json),
-so it always shows what is on disk; it is rebuilt after every report run.
+so it always shows what is on disk; it is rebuilt after every report run. A report as it was
+before real outcomes arrived (kept in before-outcomes/, see `page.keep_before_outcomes`) is listed
+beside the current one: it is what was promised.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reports.html import banner, document, evidence, write_atomic, write_json
+from reports import page
+from reports.page import BEFORE_OUTCOMES, write_atomic, write_json
+from risk_model.paths import unsafe_name
 
 ORDER = ["intake_drift", "outcomes", "generalization", "fairness"]
 NAMES = {
@@ -33,93 +36,101 @@ def _natural(s: str) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.findall(r"\d+|\D+", s))
 
 
+def _entry(reports_dir: Path, js: Path, kept: bool) -> dict | None:
+    try:
+        data = json.loads(js.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    page_path = js.with_suffix(".html")
+    if not isinstance(data, dict) or "report" not in data or not page_path.exists():
+        return None
+    cohort, point, version = (unsafe_name(p) for p in js.relative_to(reports_dir).parts[:3])
+    return {
+        "cohort": cohort,
+        "point": point,
+        "version": version,
+        "report": data["report"],
+        "verdict": data.get("verdict", ""),
+        "warning": bool(data.get("warning")),
+        "href": page_path.relative_to(reports_dir).as_posix(),
+        "built": data.get("created_at")
+        or datetime.fromtimestamp(js.stat().st_mtime, UTC).isoformat(timespec="seconds"),
+        "before_outcomes": kept,
+    }
+
+
 def collect(reports_dir: Path) -> list[dict]:
-    """One entry per report JSON found: its cohort, point, version, verdict, warning and page."""
-    entries = []
-    for js in sorted(Path(reports_dir).glob("*/*/*/*.json")):
-        try:
-            data = json.loads(js.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        page = js.with_suffix(".html")
-        if "report" not in data or not page.exists():
-            continue
-        cohort, point, version = js.relative_to(reports_dir).parts[:3]
-        entries.append(
-            {
-                "cohort": cohort,
-                "point": point,
-                "version": version,
-                "report": data["report"],
-                "verdict": data.get("verdict", ""),
-                "warning": bool(data.get("warning")),
-                "href": page.relative_to(reports_dir).as_posix(),
-                "built": data.get("created_at")
-                or datetime.fromtimestamp(js.stat().st_mtime, UTC).isoformat(timespec="seconds"),
-            }
-        )
+    """One entry per report JSON found: its cohort, point, version, verdict, warning and page; reports
+    kept from before the outcomes (`before_outcomes`) follow the current one."""
+    reports_dir = Path(reports_dir)
+    found = [(js, False) for js in sorted(reports_dir.glob("*/*/*/*.json"))]
+    found += [(js, True) for js in sorted(reports_dir.glob(f"*/*/*/{BEFORE_OUTCOMES}/*.json"))]
+    entries = [e for js, kept in found if (e := _entry(reports_dir, js, kept)) is not None]
     rank = {r: i for i, r in enumerate(ORDER)}
-    entries.sort(key=lambda e: (rank.get(e["report"], 99), e["point"]))
+    entries.sort(key=lambda e: (rank.get(e["report"], 99), e["before_outcomes"], e["point"]))
     entries.sort(key=lambda e: (_natural(e["cohort"]), e["version"]), reverse=True)
     return entries
+
+
+def judge(entries: list[dict]) -> tuple[str, bool]:
+    """(verdict, warning) for the newest cohort: real outcomes have the final word, else any warning."""
+    current = [e for e in entries if not e["before_outcomes"]]
+    latest = current[0]["cohort"] if current else None
+    latest_warn = [e for e in current if e["warning"] and e["cohort"] == latest]
+    outcome = next((e for e in current if e["cohort"] == latest and e["report"] == "outcomes"), None)
+    others = [e for e in latest_warn if e is not outcome]
+    names = ", ".join(NAMES.get(e["report"], e["report"]) for e in others)
+    if not current:
+        return "No reports yet: run `student-risk report` after scoring a cohort.", False
+    if outcome is not None:  # real outcomes are the final word on this cohort's scores
+        return outcome["verdict"] + (
+            f" {len(others)} other report{' needs' if len(others) == 1 else 's need'} attention: {names}."
+            if others
+            else " No other report raised a warning."
+        ), bool(latest_warn)
+    if latest_warn:
+        n_latest = sum(e["cohort"] == latest for e in current)
+        return (
+            f"Cohort {latest}: {len(latest_warn)} of {n_latest} reports {'needs' if len(latest_warn) == 1 else 'need'} "
+            f"attention before its risk scores are trusted ({names}). Read those first."
+        ), True
+    return f"Cohort {latest}: no report raised a warning; its risk scores can be used as validated.", False
+
+
+def sections(entries: list[dict]) -> list[dict]:
+    """The entries grouped by cohort, prediction point and model version, each with its display fields."""
+    groups: dict[tuple, list[dict]] = {}
+    for e in entries:
+        groups.setdefault((e["cohort"], e["point"], e["version"]), []).append(
+            e
+            | {
+                "name": NAMES.get(e["report"], e["report"]),
+                "question": QUESTIONS.get(e["report"], ""),
+                "built_at": e["built"][:16].replace("T", " "),
+            }
+        )
+    return [{"cohort": c, "point": p, "version": v, "reports": items} for (c, p, v), items in groups.items()]
 
 
 def build_index(reports_dir: Path) -> dict:
     """Write index.html and index.json in `reports_dir`; return the JSON."""
     reports_dir = Path(reports_dir)
     entries = collect(reports_dir)
-    warnings = [e for e in entries if e["warning"]]
-    latest = entries[0]["cohort"] if entries else None
-    latest_warn = [e for e in warnings if e["cohort"] == latest]
-    outcome = next((e for e in entries if e["cohort"] == latest and e["report"] == "outcomes"), None)
-    others = [e for e in latest_warn if e is not outcome]
-    names = ", ".join(NAMES.get(e["report"], e["report"]) for e in others)
-    if not entries:
-        verdict = "No reports yet: run `student-risk report` after scoring a cohort."
-    elif outcome is not None:  # real outcomes are the final word on this cohort's scores
-        verdict = outcome["verdict"] + (
-            f" {len(others)} other report{' needs' if len(others) == 1 else 's need'} attention: {names}."
-            if others
-            else " No other report raised a warning."
-        )
-    elif latest_warn:
-        n_latest = sum(e["cohort"] == latest for e in entries)
-        verdict = (
-            f"Cohort {latest}: {len(latest_warn)} of {n_latest} reports {'needs' if len(latest_warn) == 1 else 'need'} "
-            f"attention before its risk scores are trusted ({names}). Read those first."
-        )
-    else:
-        verdict = f"Cohort {latest}: no report raised a warning; its risk scores can be used as validated."
-    groups: dict[tuple, list[dict]] = {}
-    for e in entries:
-        groups.setdefault((e["cohort"], e["point"], e["version"]), []).append(e)
-    sections = []
-    for (cohort, point, version), items in groups.items():
-        rows = "".join(
-            f'<tr><td><a href="{html.escape(e["href"])}">{html.escape(NAMES.get(e["report"], e["report"]))}</a>'
-            f"<div class='note'>{html.escape(QUESTIONS.get(e['report'], ''))}</div></td>"
-            f"<td>{'<span class=warn-text>needs attention</span>' if e['warning'] else 'ok'}</td>"
-            f'<td data-testid="report-verdict">{html.escape(e["verdict"])}</td>'
-            f"<td class='note'>{html.escape(e['built'][:16].replace('T', ' '))}</td></tr>"
-            for e in items
-        )
-        where = "" if point == "default" else f", prediction point {html.escape(point)}"
-        sections.append(
-            f"<h2>Cohort {html.escape(cohort)} &middot; model {html.escape(version)}{where}</h2>"
-            f"<table><thead><tr><th>report</th><th>status</th><th>answer</th><th>built (UTC)</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
-        )
-    body = (
-        "<p>Each report answers one question in plain words at its top, with the evidence below. "
-        "Newest cohort first.</p>" + "".join(sections)
-    )
+    verdict, warning = judge(entries)
     title = "Student risk reports"
-    write_atomic(
-        reports_dir / "index.html", document(title, banner(title, verdict, warning=bool(latest_warn)) + evidence(body))
+    html_page = page.render(
+        "index.html.j2",
+        title=title,
+        verdict=verdict,
+        warning=warning,
+        advice="",
+        sections=sections(entries),
+        charts=None,
     )
+    write_atomic(reports_dir / "index.html", html_page)
     numbers = {
         "verdict": verdict,
-        "warning": bool(latest_warn),
+        "warning": warning,
         "reports": entries,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

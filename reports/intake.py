@@ -4,40 +4,196 @@ Evidently's DataDriftPreset compares every feature of the new intake with the tr
 reference kept in the model version, and a ValueDrift on the predicted risk compares the
 intake's scores with the out-of-fold risk of the training cohorts. The page opens with
 the answer in plain words: which features moved most, and whether the validation
-estimate can still be relied on.
+estimate can still be relied on. Evidently's own page is written beside it (evidently/).
+
+measure (`empty_columns`, `evidently_frames`, `run_evidently`, `drift_results`, `measure`)
+-> judge (`judge`) -> render (`render`) -> write (`page.write_report`), composed in
+`build_intake_report`.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from reports.html import CSP, banner, inject, inject_head, table, write_atomic, write_json
+from reports import page
+from reports.page import apart, defang, write_report
 from risk_model.config import DatasetContract, ReportConfig
+
+NAME = "intake_drift"
 
 
 def _sample(df: pd.DataFrame, n: int, seed: int = 0) -> tuple[pd.DataFrame, bool]:
     return (df.sample(n, random_state=seed), True) if len(df) > n else (df, False)
 
 
-def _column_results(snapshot_dict: dict) -> dict[str, dict]:
-    """Per column: drift method, score, threshold and whether Evidently's test flagged it."""
+def empty_columns(reference: pd.DataFrame, current: pd.DataFrame, contract: DatasetContract) -> tuple[list, dict]:
+    """Numeric columns Evidently cannot test: with no value on either side (named, not compared),
+    or on one side only (the column vanished: that is drift)."""
+    sides = {f: (reference[f].isna().all(), current[f].isna().all()) for f in contract.numeric_features}
+    not_compared = [f for f, (r, c) in sides.items() if r and c]
+    vanished = {
+        f: {
+            "method": "no values on one side",
+            "score": 1.0,
+            "threshold": None,
+            "drifted": True,
+            "empty_in": "reference" if r else "intake",
+        }
+        for f, (r, c) in sides.items()
+        if r != c
+    }
+    return not_compared, vanished
+
+
+def evidently_frames(
+    reference: pd.DataFrame, current: pd.DataFrame, num: list[str], cat: list[str], max_rows: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], bool]:
+    """Sampled copies for Evidently, column names and category values defanged (see `page.defang`);
+    also {Evidently's column name: ours} and whether either side was sampled."""
+    cols = num + cat + ["risk"]
+    ref, ref_sampled = _sample(reference[cols], max_rows)
+    cur, cur_sampled = _sample(current[cols], max_rows)
+    names = {defang(c): c for c in cols}
+    if len(names) != len(cols):
+        raise ValueError(f"column names {cols} collide once '<' and '>' are replaced")
+    frames = []
+    for frame in (ref, cur):
+        frame = frame.copy()
+        frame[num + ["risk"]] = frame[num + ["risk"]].astype("float64")
+        frame[cat] = frame[cat].astype(object).where(frame[cat].notna(), "(missing)").map(defang)
+        frames.append(frame.rename(columns=defang))
+    return frames[0], frames[1], names, ref_sampled or cur_sampled
+
+
+def run_evidently(ref: pd.DataFrame, cur: pd.DataFrame, num: list[str], cat: list[str], cfg: ReportConfig) -> Any:
+    """Evidently's drift tests of every feature and of the predicted risk (frames from `evidently_frames`)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    num, cat = [defang(c) for c in num], [defang(c) for c in cat]
+    dd = DataDefinition(numerical_columns=num + ["risk"], categorical_columns=cat)
+    preset = DataDriftPreset(columns=num + cat, drift_share=cfg.drift_share, threshold=cfg.drift_threshold)
+    report = Report(
+        [preset, ValueDrift(column="risk", method="wasserstein", threshold=cfg.prediction_drift_threshold)],
+        include_tests=True,
+    )
+    return report.run(Dataset.from_pandas(cur, data_definition=dd), Dataset.from_pandas(ref, data_definition=dd))
+
+
+def drift_results(snapshot: Any, names: dict[str, str]) -> dict[str, dict]:
+    """Per column (our name): drift method, score, threshold and whether Evidently's test failed,
+    read from the snapshot's metric results."""
+    from evidently.core.metric_types import TestStatus
+    from evidently.metrics import ValueDrift
+
     out: dict[str, dict] = {}
-    for m in snapshot_dict["metrics"]:
-        cfg = m.get("config", {})
-        if cfg.get("type", "").endswith("ValueDrift"):
-            out[cfg["column"]] = {
-                "method": cfg.get("method"),
-                "score": float(m["value"]),
-                "threshold": cfg.get("threshold"),
-            }
-    for t in snapshot_dict.get("tests", []):
-        params = t.get("metric_config", {}).get("params", {})
-        if params.get("type", "").endswith("ValueDrift") and params.get("column") in out:
-            out[params["column"]]["drifted"] = t["status"] == "FAIL"
+    for metric_id, result in snapshot.metric_results.items():
+        metric = snapshot.context.get_metric(metric_id).to_metric()
+        if not isinstance(metric, ValueDrift):
+            continue
+        params = result.get_metric_value_location().metric.params  # the method and threshold Evidently chose
+        out[names.get(metric.column, metric.column)] = {
+            "method": params.get("method"),
+            "score": float(result.value),
+            "threshold": params.get("threshold"),
+            "drifted": any(t.status == TestStatus.FAIL for t in result.tests or []),
+        }
     return out
+
+
+def measure(
+    reference: pd.DataFrame, current: pd.DataFrame, contract: DatasetContract, cfg: ReportConfig
+) -> tuple[dict, Any]:
+    """The drift numbers of the report, and Evidently's snapshot."""
+    not_compared, vanished = empty_columns(reference, current, contract)
+    num = [f for f in contract.numeric_features if f not in not_compared and f not in vanished]
+    cat = list(contract.categorical)
+    ref, cur, names, sampled = evidently_frames(reference, current, num, cat, cfg.max_rows)
+    snapshot = run_evidently(ref, cur, num, cat, cfg)
+    columns = drift_results(snapshot, names)
+    risk = columns.pop("risk")
+    features = {**{c: v for c, v in columns.items() if c in num + cat}, **vanished}
+    drifted = sorted((c for c, v in features.items() if v.get("drifted")), key=lambda c: -features[c]["score"])
+    share = len(drifted) / max(1, len(features))
+    numbers = {
+        "dataset_drift": share >= cfg.drift_share,
+        "drift_share": share,
+        "drifted_features": drifted,
+        "features": features,
+        "not_compared": not_compared,
+        "prediction_drift": {
+            **risk,
+            "mean_reference": float(reference["risk"].mean()),
+            "mean_current": float(current["risk"].mean()),
+        },
+        "n_reference": int(len(reference)),
+        "n_current": int(len(current)),
+        "sampled": sampled,
+    }
+    return numbers, snapshot
+
+
+def judge(m: dict, contract: DatasetContract, cohort: str, validation_auc: float | None) -> tuple[str, bool]:
+    """(verdict, warning): drift of the features or of the predicted risk means read the scores with care.
+
+    Counts only: the verdict prints no rounded number that a threshold is compared with."""
+    drifted, n = m["drifted_features"], len(m["features"])
+    prediction_drift = bool(m["prediction_drift"].get("drifted"))
+    top = ", ".join(contract.label(c) for c in drifted[:3])
+    if m["dataset_drift"] or prediction_drift:
+        verdict = (
+            f"Drift detected in cohort {cohort}: {len(drifted)} of {n} features moved"
+            + (f" (most: {top})" if top else "")
+            + ("; the predicted risk distribution shifted too" if prediction_drift else "")
+            + ". The validation estimate may no longer hold for this intake: check the outcomes report "
+            "when real outcomes arrive, and read these scores with care."
+        )
+        return verdict, True
+    verdict = (
+        f"No drift: cohort {cohort} looks like the training cohorts ({len(drifted)} of {n} features moved"
+        + (f": {top}" if top else "")
+        + "). The validation estimate"
+        + (f" (AUC {validation_auc:.2f})" if validation_auc is not None else "")
+        + " can be relied on."
+    )
+    return verdict, False
+
+
+def feature_rows(m: dict, contract: DatasetContract) -> list[dict]:
+    """The table of features, most drifted first."""
+    return [
+        {
+            "feature": contract.label(c),
+            "column": c,
+            "method": v["method"],
+            "drift score": apart(v["score"], v["threshold"]),
+            "threshold": v["threshold"],
+            "drifted": "yes" if v.get("drifted") else "no",
+        }
+        for c, v in sorted(m["features"].items(), key=lambda kv: -kv[1]["score"])
+    ]
+
+
+def render(numbers: dict, contract: DatasetContract, cfg: ReportConfig) -> str:
+    """The page: verdict, then the evidence."""
+    return page.render(
+        "intake_drift.html.j2",
+        title=numbers["title"],
+        verdict=numbers["verdict"],
+        warning=numbers["warning"],
+        advice="",
+        n=numbers,
+        cfg=cfg,
+        rows=feature_rows(numbers, contract),
+        risk_score=apart(numbers["prediction_drift"]["score"], numbers["prediction_drift"]["threshold"]),
+        not_compared=", ".join(contract.label(c) for c in numbers["not_compared"]),
+        charts=None,
+    )
 
 
 def build_intake_report(
@@ -50,135 +206,29 @@ def build_intake_report(
     cohort: str,
     model_version: str,
     validation_auc: float | None = None,
+    outcomes_known: bool = False,
 ) -> dict:
-    """Write intake_drift.html and intake_drift.json into `out_dir`; return the JSON numbers.
+    """Write intake_drift.html and intake_drift.json into `out_dir` (Evidently's page under evidently/);
+    return the JSON numbers.
 
     `reference` has the features and a `risk` column (out-of-fold training risk);
     `current` has the features and a `risk` column (the intake's calibrated probability).
+    `outcomes_known`: whether the cohort's real outcomes were recorded when this was built.
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
-
-    # A numeric column with no value on a side cannot be tested (Evidently refuses it): with no
-    # value on either side (on OULAD's day 0 nothing is due, so no weighted score) it is only
-    # named; emptied on one side only, the column itself vanished: that is drift.
-    sides = {f: (reference[f].isna().all(), current[f].isna().all()) for f in contract.numeric_features}
-    empty = {f: s for f, s in sides.items() if any(s)}
-    not_compared = [f for f, (r, c) in empty.items() if r and c]
-    vanished = {
-        f: {
-            "method": "no values on one side",
-            "score": 1.0,
-            "threshold": None,
-            "drifted": True,
-            "empty_in": "reference" if r else "intake",
-        }
-        for f, (r, c) in empty.items()
-        if r != c
-    }
-    num = [f for f in contract.numeric_features if f not in empty]
-    cat = list(contract.categorical)
-    cols = num + cat + ["risk"]
-    ref, ref_sampled = _sample(reference[cols], cfg.max_rows)
-    cur, cur_sampled = _sample(current[cols], cfg.max_rows)
-    for frame in (ref, cur):
-        frame[num + ["risk"]] = frame[num + ["risk"]].astype("float64")
-        frame[cat] = frame[cat].astype(object).where(frame[cat].notna(), "(missing)")
-    dd = DataDefinition(numerical_columns=num + ["risk"], categorical_columns=cat)
-    preset = DataDriftPreset(columns=num + cat, drift_share=cfg.drift_share, threshold=cfg.drift_threshold)
-    report = Report(
-        [preset, ValueDrift(column="risk", method="wasserstein", threshold=cfg.prediction_drift_threshold)],
-        include_tests=True,
-    )
-    snap = report.run(Dataset.from_pandas(cur, data_definition=dd), Dataset.from_pandas(ref, data_definition=dd))
-    d = snap.dict()
-    columns = _column_results(d)
-    risk = columns.pop("risk")
-    features = {**{c: v for c, v in columns.items() if c in num + cat}, **vanished}
-    drifted = sorted((c for c, v in features.items() if v.get("drifted")), key=lambda c: -features[c]["score"])
-    share = len(drifted) / max(1, len(features))
-    dataset_drift = share >= cfg.drift_share
-    prediction_drift = bool(risk.get("drifted"))
-    top = ", ".join(contract.label(c) for c in drifted[:3])
-    if dataset_drift or prediction_drift:
-        reliance = (
-            "The validation estimate may no longer hold for this intake: check the outcomes report "
-            "when real outcomes arrive, and read these scores with care."
-        )
-        verdict = (
-            f"Drift detected in cohort {cohort}: {len(drifted)} of {len(features)} features moved"
-            + (f" (most: {top})" if top else "")
-            + ("; the predicted risk distribution shifted too" if prediction_drift else "")
-            + f". {reliance}"
-        )
-    else:
-        verdict = (
-            f"No drift: cohort {cohort} looks like the training cohorts ({len(drifted)} of {len(features)} features moved"
-            + (f": {top}" if top else "")
-            + "). The validation estimate"
-            + (f" (AUC {validation_auc:.2f})" if validation_auc is not None else "")
-            + " can be relied on."
-        )
-    sampled_note = ""
-    if ref_sampled or cur_sampled:
-        sampled_note = (
-            f"<p class='note'>Computed on a random sample of {cfg.max_rows} students per side "
-            f"(reference {len(reference)}, intake {len(current)}): enough for these distribution tests.</p>"
-        )
-    rows = [
-        {
-            "feature": contract.label(c),
-            "column": c,
-            "method": v["method"],
-            "drift score": v["score"],
-            "threshold": v["threshold"],
-            "drifted": "yes" if v.get("drifted") else "no",
-        }
-        for c, v in sorted(features.items(), key=lambda kv: -kv[1]["score"])
-    ]
-    body = (
-        f"<p>Model {model_version}; intake {len(current)} students vs. {len(reference)} training reference students. "
-        f"Dataset drift is declared when at least {cfg.drift_share:.0%} of features drift.</p>"
-        f"<p>Predicted risk: mean {current['risk'].mean():.3f} now vs. {reference['risk'].mean():.3f} in training "
-        f"(drift score {risk['score']:.3f}, threshold {risk['threshold']}).</p>"
-        + table(rows)
-        + (
-            f"<p class='note'>Not compared, no values in training or in this intake: "
-            f"{', '.join(contract.label(c) for c in not_compared)}.</p>"
-            if not_compared
-            else ""
-        )
-        + sampled_note
-    )
-    page = inject(
-        snap.get_html_str(as_iframe=False),
-        banner(f"Intake drift: cohort {cohort}", verdict, warning=dataset_drift or prediction_drift, body_html=body),
-    )
-    page = inject_head(page, CSP)
+    m, snapshot = measure(reference, current, contract, cfg)
+    verdict, warning = judge(m, contract, cohort, validation_auc)
     out_dir = Path(out_dir)
     numbers = {
-        "report": "intake_drift",
+        "report": NAME,
+        "title": f"Intake drift: cohort {cohort}",
         "cohort": cohort,
         "model_version": model_version,
         "verdict": verdict,
-        "warning": dataset_drift or prediction_drift,
-        "dataset_drift": dataset_drift,
-        "drift_share": share,
-        "drifted_features": drifted,
-        "features": features,
-        "not_compared": not_compared,
-        "prediction_drift": {
-            **risk,
-            "mean_reference": float(reference["risk"].mean()),
-            "mean_current": float(current["risk"].mean()),
-        },
-        "n_reference": int(len(reference)),
-        "n_current": int(len(current)),
-        "sampled": ref_sampled or cur_sampled,
+        "warning": warning,
+        **m,
+        "outcomes_known": outcomes_known,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "html": str(out_dir / "intake_drift.html"),
+        "html": str(out_dir / f"{NAME}.html"),
     }
-    write_atomic(out_dir / "intake_drift.html", page)
-    write_json(out_dir / "intake_drift.json", numbers)
+    write_report(out_dir, NAME, render(numbers, contract, cfg), numbers, snapshot=snapshot)
     return numbers

@@ -5,24 +5,30 @@ recall in the top k% and calibration curve are set beside what the champion's va
 promised (the mean over its forward-backtest cohorts), each with a bootstrap interval.
 The verdict says "generalized" or "dropped": a drop is a real AUC below the promise by more
 than `performance_drop` with an interval that excludes the promise. Evidently's
-ClassificationPreset below compares this cohort with the training reference in detail.
+ClassificationPreset compares this cohort with the training reference in detail, on its own
+page (evidently/outcomes.html).
+
+measure (`promises`, `real_metrics`, `run_evidently`, `evidently_values`) -> judge (`judge`,
+`advice`) -> render (`render`) -> write (`page.write_report`), composed in `build_outcomes_report`.
 """
 
 from __future__ import annotations
 
-import html
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from reports import page
 from reports.charts import Charts, calibration, promise_vs_real
-from reports.html import CSP, banner, evidence, inject, inject_head, num, pct, table, write_atomic, write_json
+from reports.page import num, pct, printed, write_report
 from risk_model import evaluate
 from risk_model.bootstrap import bootstrap_metrics, calibration_curve
 from risk_model.config import ReportConfig
 
+NAME = "outcomes"
 LABELS = {
     "roc_auc": (
         "ROC AUC",
@@ -64,12 +70,21 @@ def _sample(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
     return df.sample(n, random_state=seed) if len(df) > n else df
 
 
+def hundredths(v: float) -> int:
+    """`v` as printed with two decimals, in hundredths: thresholds are compared on what is printed."""
+    return printed(v, ".2f")
+
+
 def judge(real: dict, promised: float, cfg: ReportConfig, cohort: str) -> tuple[str, str, bool, str]:
-    """(verdict in one sentence, what it means, warning, status) from the real AUC, its interval and the promise."""
+    """(verdict in one sentence, what it means, warning, status) from the real AUC, its interval and the promise.
+
+    Compared on the two-decimal values the verdict prints: a shortfall is "more than 0.05 below"
+    only if the printed numbers say so, and the interval "excludes the promise" only as printed."""
     auc, lo, hi = real["value"], real["low"], real["high"]
-    shortfall = promised - auc
+    shortfall = hundredths(promised) - hundredths(auc)
     said = f"AUC {auc:.2f} on {cohort} (95% interval {lo:.2f}-{hi:.2f}) vs {promised:.2f} promised by validation."
-    if shortfall > cfg.performance_drop and hi < promised:
+    below = shortfall > hundredths(cfg.performance_drop)
+    if below and hundredths(hi) < hundredths(promised):
         return (
             f"Performance dropped: {said}",
             f"That is more than {cfg.performance_drop:.2f} below the promise, and the interval excludes the promise: "
@@ -78,7 +93,7 @@ def judge(real: dict, promised: float, cfg: ReportConfig, cohort: str) -> tuple[
             True,
             "dropped",
         )
-    if shortfall > cfg.performance_drop:
+    if below:
         return (
             f"Possibly dropped, but not clearly: {said}",
             f"That is more than {cfg.performance_drop:.2f} below the promise, but the interval still includes the "
@@ -94,39 +109,13 @@ def judge(real: dict, promised: float, cfg: ReportConfig, cohort: str) -> tuple[
     )
 
 
-def build_outcomes_report(
-    current: pd.DataFrame,
-    reference: pd.DataFrame,
-    metadata: dict,
-    cfg: ReportConfig,
-    out_dir: Path,
-    *,
-    cohort: str,
-    point: str = "default",
-    flag_threshold: float | None = None,
-    coverage: dict | None = None,
-) -> dict:
-    """Write outcomes.html and outcomes.json into `out_dir`; return the JSON numbers.
-
-    `current`: one row per scored student with a real outcome: `at_risk` (0/1), `risk`
-    (the stored probability) and `tier`. `reference`: the training reference sample
-    (`at_risk`, `risk` out of fold). `metadata`: the scoring model's metadata.
-    """
-    from evidently import BinaryClassification, DataDefinition, Dataset, Report
-    from evidently.presets import ClassificationPreset
-
-    version = metadata["version"]
-    k = float(metadata.get("top_k_percent", 10))
+def real_metrics(current: pd.DataFrame, k: float, cfg: ReportConfig) -> tuple[dict, dict, pd.DataFrame]:
+    """The cohort's real metrics with bootstrap intervals (centred on the whole cohort's value), the
+    bootstrap result (calibration curve) and the sample the intervals came from."""
     y = current["at_risk"].to_numpy(dtype=int)
     p = current["risk"].to_numpy(dtype=float)
-    if len(np.unique(y)) < 2:
-        raise ValueError(
-            f"cohort {cohort}: every recorded outcome is {'at risk' if y.all() else 'not at risk'}; "
-            "ROC AUC needs both kinds of outcome"
-        )
     full = evaluate.metrics(y, p, k)
     sample = _sample(current[["at_risk", "risk"]], cfg.max_rows)
-    sampled = len(sample) < len(current)
     boot = bootstrap_metrics(
         sample["at_risk"].to_numpy(),
         sample["risk"].to_numpy(),
@@ -139,38 +128,51 @@ def build_outcomes_report(
     for m, v in boot["metrics"].items():
         shift = full[m] - v["value"]  # centre the sample's interval on the whole cohort's value
         real[m] = {"value": full[m], "low": v["low"] + shift, "high": v["high"] + shift}
-    promise = promises(metadata)
-    verdict, advice, warning, status = judge(real["roc_auc"], promise["metrics"]["roc_auc"]["value"], cfg, cohort)
-    mean_pred, observed = float(p.mean()), float(y.mean())
-    advice += (
-        f" On average the model predicted a {pct(mean_pred)} risk; {pct(observed)} of the "
-        f"{len(current)} students actually struggled."
-    )
-    ref_curve = calibration_curve(reference["at_risk"].to_numpy(), reference["risk"].to_numpy(), cfg.calibration_bins)
+    return real, boot, sample
 
-    # Evidently's classification quality: this cohort (current) against the training reference
-    cols = ["at_risk", "risk"]
-    cur_ev = sample[cols].astype({"at_risk": "int64", "risk": "float64"})
-    ref_ev = _sample(reference[cols], cfg.max_rows).astype({"at_risk": "int64", "risk": "float64"})
+
+def run_evidently(sample: pd.DataFrame, reference: pd.DataFrame, threshold: float, max_rows: int) -> Any:
+    """Evidently's classification quality: this cohort (current) against the training reference."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    cols, types = ["at_risk", "risk"], {"at_risk": "int64", "risk": "float64"}
     dd = DataDefinition(
         numerical_columns=["risk"],
         classification=[BinaryClassification(target="at_risk", prediction_probas="risk", pos_label=1)],
     )
-    threshold = float(flag_threshold) if flag_threshold is not None else float(np.quantile(p, 1 - k / 100))
-    snap = Report([ClassificationPreset(probas_threshold=threshold)]).run(
-        Dataset.from_pandas(cur_ev, data_definition=dd), Dataset.from_pandas(ref_ev, data_definition=dd)
+    return Report([ClassificationPreset(probas_threshold=threshold)]).run(
+        Dataset.from_pandas(sample[cols].astype(types), data_definition=dd),
+        Dataset.from_pandas(_sample(reference[cols], max_rows).astype(types), data_definition=dd),
     )
-    evidently_values = {
-        m["metric_name"].split("(")[0]: m["value"]
-        for m in snap.dict()["metrics"]
-        if isinstance(m.get("value"), int | float)
-    }
 
+
+def evidently_values(snapshot: Any) -> dict[str, float]:
+    """Evidently's single-value metrics by metric type (e.g. RocAuc), read from the snapshot's results."""
+    from evidently.core.metric_types import SingleValue
+
+    out = {}
+    for metric_id, result in snapshot.metric_results.items():
+        if isinstance(result, SingleValue) and isinstance(result.value, int | float):
+            out[type(snapshot.context.get_metric(metric_id).to_metric()).__name__] = result.value
+    return out
+
+
+def advice(base: str, current: pd.DataFrame) -> str:
+    """What the verdict means, with the predicted vs. observed share who struggled."""
+    return base + (
+        f" On average the model predicted a {pct(float(current['risk'].mean()))} risk; "
+        f"{pct(float(current['at_risk'].mean()))} of the {len(current)} students actually struggled."
+    )
+
+
+def metric_rows(numbers: dict, k: float) -> tuple[list[dict], list[dict]]:
+    """The table rows (real vs. promised per metric) and the same for the chart."""
+    cohort, promise, real = numbers["cohort"], numbers["promised"], numbers["real"]
     rows, chart_rows = [], []
     for m, (label, meaning, higher_better) in LABELS.items():
         label, meaning = label.format(k=f"{k:g}"), meaning.format(k=f"{k:g}")
         pr, r = promise["metrics"][m], real[m]
-        worse = (r["high"] < pr["value"]) if higher_better else (r["low"] > pr["value"])
         rows.append(
             {
                 "measure": label,
@@ -181,6 +183,7 @@ def build_outcomes_report(
                 "what it means": meaning,
             }
         )
+        worse = (r["high"] < pr["value"]) if higher_better else (r["low"] > pr["value"])
         chart_rows.append(
             {
                 "label": label,
@@ -191,98 +194,140 @@ def build_outcomes_report(
                 "worse": worse,
             }
         )
-    charts = Charts()
-    cov = coverage or {}
-    notes = []
-    base_note = ""
-    if abs(observed - promise["base_rate"]) > 0.02:
-        base_note = (
-            f"<p class='note'>{pct(observed)} of this cohort struggled vs {pct(promise['base_rate'])} in the validation cohorts. PR AUC, "
-            f"the Brier score and recall in the top {k:g}% depend on that share (the top {k:g}% can hold at most "
-            f"{pct(min(1.0, k / 100 / observed))} of the students who struggled), so compare them with the promise "
-            "with care; ROC AUC does not depend on it.</p>"
-        )
-    if sampled:
-        notes.append(
+    return rows, chart_rows
+
+
+def notes(numbers: dict, cfg: ReportConfig) -> list[str]:
+    """Notes on sampling and on students left out for want of a match."""
+    n, cov = numbers["n_students"], numbers["coverage"]
+    if numbers["sampled"]:
+        out = [
             f"Intervals and the calibration curve come from {cfg.bootstrap} bootstrap resamples of a random "
-            f"sample of {len(sample)} of the {len(current)} students (the headline values use every student); "
+            f"sample of {numbers['n_bootstrap_rows']} of the {n} students (the headline values use every student); "
             "intervals from a sample are slightly wider than the whole cohort's, so they err on the side of caution."
-        )
+        ]
     else:
-        notes.append(f"Intervals: {cfg.bootstrap} bootstrap resamples of the {len(current)} students (95%).")
+        out = [f"Intervals: {cfg.bootstrap} bootstrap resamples of the {n} students (95%)."]
     if cov.get("n_scored") and cov.get("n_matched") is not None and cov["n_matched"] < cov["n_scored"]:
-        notes.append(
+        out.append(
             f"{cov['n_scored'] - cov['n_matched']} scored students have no recorded outcome yet and are left out."
         )
     if cov.get("n_outcomes") and cov.get("n_matched") is not None and cov["n_matched"] < cov["n_outcomes"]:
-        notes.append(
+        out.append(
             f"{cov['n_outcomes'] - cov['n_matched']} recorded outcomes belong to students this model did not score."
         )
-    body = (
-        f"<p>Model {version}{'' if point == 'default' else f' (prediction point {point})'} scored cohort {cohort}; {len(current)} of its students now have a "
-        f"real outcome. Validation promised these numbers from {promise['kind']} cohorts "
-        f"{', '.join(promise['cohorts'])}, each predicted by a model that had not seen it.</p>"
-        "<h2>Real performance vs. the promise</h2>"
-        + table(rows)
-        + base_note
-        + charts.html(
-            promise_vs_real(chart_rows, f"Cohort {cohort}: promised by validation vs. real (95% interval)"), 340
-        )
-        + "<h2>Were the probabilities right?</h2><p>Students are grouped by predicted risk; in a well-calibrated model "
-        "each group's share who struggled matches its predicted risk (the dotted line).</p>"
-        + charts.html(calibration(boot["calibration"], ref_curve, f"Calibration on {cohort}"), 420)
-        + table(
-            [
-                {
-                    "group (by predicted risk)": c["bin"],
-                    "students": c["n"],
-                    "predicted risk": pct(c["mean_predicted"], 1),
-                    "actually struggled": pct(c["observed"], 1),
-                    "95% interval": f"{pct(c['observed_low'], 1)} - {pct(c['observed_high'], 1)}",
-                }
-                for c in boot["calibration"]
-            ]
-        )
-        + "".join(f"<p class='note'>{n}</p>" for n in notes)
-        + f"<h2>Detailed classification quality (Evidently)</h2><p>Below: Evidently's classification report, this "
-        f"cohort as <em>current</em> and the training cohorts (out-of-fold risk) as <em>reference</em>. "
-        f"A student counts as flagged when their risk is at least {threshold:.3f} (the high-risk tier).</p>"
+    return out
+
+
+def render(numbers: dict, cfg: ReportConfig, k: float) -> str:
+    """The page: verdict, real vs. promised, calibration, then a link to Evidently's page."""
+    rows, chart_rows = metric_rows(numbers, k)
+    cohort, observed, promise = numbers["cohort"], numbers["base_rate"], numbers["promised"]
+    charts = Charts()
+    vs_chart = charts.add(
+        promise_vs_real(chart_rows, f"Cohort {cohort}: promised by validation vs. real (95% interval)"), 340
     )
+    cal_chart = charts.add(
+        calibration(numbers["calibration"], numbers["reference_calibration"], f"Calibration on {cohort}"), 420
+    )
+    return page.render(
+        "outcomes.html.j2",
+        scripts=charts.scripts,
+        charts=charts,
+        title=numbers["title"],
+        verdict=numbers["verdict"],
+        warning=numbers["warning"],
+        advice=numbers["advice"],
+        n=numbers,
+        k=f"{k:g}",
+        rows=rows,
+        base_differs=abs(observed - promise["base_rate"]) > 0.02,
+        top_k_share=pct(min(1.0, k / 100 / observed)) if observed else "n/a",
+        calibration_rows=[
+            {
+                "group (by predicted risk)": c["bin"],
+                "students": c["n"],
+                "predicted risk": pct(c["mean_predicted"], 1),
+                "actually struggled": pct(c["observed"], 1),
+                "95% interval": f"{pct(c['observed_low'], 1)} - {pct(c['observed_high'], 1)}",
+            }
+            for c in numbers["calibration"]
+        ],
+        notes=notes(numbers, cfg),
+        promise_cohorts=", ".join(promise["cohorts"]),
+        vs_chart=vs_chart,
+        cal_chart=cal_chart,
+    )
+
+
+def _both_outcomes(current: pd.DataFrame, cohort: str) -> np.ndarray:
+    """The outcomes as 0/1, or an error saying why a cohort with one kind of outcome cannot be judged."""
+    y = current["at_risk"].to_numpy(dtype=int)
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"cohort {cohort}: every recorded outcome is {'at risk' if y.all() else 'not at risk'}; "
+            "ROC AUC needs both kinds of outcome"
+        )
+    return y
+
+
+def build_outcomes_report(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    metadata: dict,
+    cfg: ReportConfig,
+    out_dir: Path,
+    *,
+    cohort: str,
+    point: str = "default",
+    flag_threshold: float | None = None,
+    coverage: dict | None = None,
+) -> dict:
+    """Write outcomes.html and outcomes.json into `out_dir` (Evidently's page under evidently/); return
+    the JSON numbers.
+
+    `current`: one row per scored student with a real outcome: `at_risk` (0/1), `risk`
+    (the stored probability) and `tier`. `reference`: the training reference sample
+    (`at_risk`, `risk` out of fold). `metadata`: the scoring model's metadata.
+    """
+    y = _both_outcomes(current, cohort)
+    k = float(metadata.get("top_k_percent", 10))
+    real, boot, sample = real_metrics(current, k, cfg)
+    promise = promises(metadata)
+    verdict, meaning, warning, status = judge(real["roc_auc"], promise["metrics"]["roc_auc"]["value"], cfg, cohort)
+    p = current["risk"].to_numpy(dtype=float)
+    threshold = float(flag_threshold) if flag_threshold is not None else float(np.quantile(p, 1 - k / 100))
+    snapshot = run_evidently(sample, reference, threshold, cfg.max_rows)
     out_dir = Path(out_dir)
-    html_path = out_dir / "outcomes.html"
-    title = f"Outcomes of cohort {cohort}: did the model keep its promise?"
-    page = inject(
-        snap.get_html_str(as_iframe=False),
-        banner(title, verdict, warning=warning, body_html=f"<p>{html.escape(advice)}</p>") + evidence(body),
-    )
-    page = inject_head(page, CSP)
     numbers = {
-        "report": "outcomes",
-        "title": title,
+        "report": NAME,
+        "title": f"Outcomes of cohort {cohort}: did the model keep its promise?",
         "cohort": cohort,
         "point": point,
-        "model_version": version,
+        "model_version": metadata["version"],
         "verdict": verdict,
-        "advice": advice,
+        "advice": advice(meaning, current),
         "warning": warning,
         "status": status,
         "performance_drop": cfg.performance_drop,
         "promised": promise,
         "real": real,
-        "base_rate": observed,
-        "mean_predicted": mean_pred,
+        "base_rate": float(y.mean()),
+        "mean_predicted": float(p.mean()),
         "calibration": boot["calibration"],
-        "reference_calibration": ref_curve,
+        "reference_calibration": calibration_curve(
+            reference["at_risk"].to_numpy(), reference["risk"].to_numpy(), cfg.calibration_bins
+        ),
         "flag_threshold": threshold,
-        "evidently": evidently_values,
+        "evidently": evidently_values(snapshot),
         "n_students": int(len(current)),
-        "coverage": cov,
-        "sampled": sampled,
+        "coverage": coverage or {},
+        "sampled": len(sample) < len(current),
         "n_bootstrap_rows": int(len(sample)),
         "n_boot": cfg.bootstrap,
+        "outcomes_known": True,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "html": str(html_path),
+        "html": str(out_dir / f"{NAME}.html"),
     }
-    write_atomic(html_path, page)
-    write_json(out_dir / "outcomes.json", numbers)
+    write_report(out_dir, NAME, render(numbers, cfg, k), numbers, snapshot=snapshot)
     return numbers

@@ -201,6 +201,7 @@ def assemble(
         "point": bundle.metadata["point"],
         "tiers": {t: int(counts.get(t, 0)) for t in ("high", "medium", "low")},
         "mean_probability": float(p.mean()),
+        "top_k_percent": k,
         "unseen_categories": unseen,
         "n_unseen_category_values": int(sum(sum(v.values()) for v in unseen.values())),
         # per cohort: its tiers and what the model expects of it before outcomes (risk_model.estimate)

@@ -588,11 +588,13 @@ def neutralise(value: object) -> object:
 
 
 def export_csv(frame: pd.DataFrame, path) -> None:
-    """Scores as a flat CSV (mode 0600): one row per student, factors spelled out, no live formulas."""
+    """Scores as a flat CSV (mode 0600): one row per student, factors in the words made at scoring
+    (`risk_model.explain`), no live formulas."""
     out = frame[["student_id", "cohort", "point", "probability", "tier", "rank", "model_version", "scored_at"]].copy()
     for i in range(3):
         out[f"factor_{i + 1}"] = [
-            f"{f[i]['feature']} ({f[i]['direction']} risk)" if len(f) > i else "" for f in frame["factors"]
+            (f[i].get("text") or f"{f[i]['feature']} ({f[i]['direction']} risk)") if len(f) > i else ""
+            for f in frame["factors"]
         ]
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
@@ -805,3 +807,31 @@ def ping(engine: Engine) -> None:
     """Raise unless the store answers."""
     with engine.connect() as conn:
         conn.execute(select(1))
+
+
+# --- reads for the reports (reports/build.py) ----------------------------------------------
+# Kept together at the end of the module: the report layer's only way into the store.
+
+
+def report_scores(engine: Engine, cohort: str, point: str) -> pd.DataFrame:
+    """A cohort's scores for the reports: student_id, probability, tier, model_version.
+
+    Only the columns reports use: skipping the per-student factors keeps a million rows quick."""
+    s = scores.c
+    q = select(s.student_id, s.probability, s.tier, s.model_version).where(s.cohort == cohort, s.point == point)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q).all(), columns=["student_id", "probability", "tier", "model_version"])
+
+
+def report_outcomes(engine: Engine, cohort: str) -> pd.DataFrame:
+    """A cohort's recorded outcomes for the reports: student_id, at_risk."""
+    q = select(outcomes.c.student_id, outcomes.c.at_risk).where(outcomes.c.cohort == cohort)
+    with engine.connect() as conn:
+        return pd.DataFrame(conn.execute(q).all(), columns=["student_id", "at_risk"])
+
+
+def has_outcomes(engine: Engine, cohort: str) -> bool:
+    """Whether any real outcome of `cohort` is recorded."""
+    q = select(outcomes.c.id).where(outcomes.c.cohort == cohort).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(q).first() is not None

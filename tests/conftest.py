@@ -113,7 +113,7 @@ def built_reports(tmp_path_factory, demo_config, small_demo, trained_home):
         settings = Settings(home=tmp_path_factory.mktemp(f"reports-{name}") / "runtime")
         shutil.copytree(trained_home["settings"].home, settings.home)
         intake = validate(d.intake, c, stage="score", source="intake")
-        jobs.score_and_store(settings, demo_config, intake, factors=False)
+        jobs.score_and_store(settings, demo_config, intake, factors=False, partial="replace")  # another intake of 2023
         jobs.record_outcomes(settings, demo_config, validate(d.outcomes, c, stage="outcomes", source="outcomes"))
         cohort = str(intake[c.cohort_column].iloc[0])
         reports = {"intake_drift": build.intake_report(settings, demo_config, intake)}

@@ -34,6 +34,8 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 class PageResult:
     url: str
     verdict: str | None = None
+    title: str | None = None
+    pwned: str | None = None  # window.__pwned, which the hostile values in the safety tests would set
     requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -130,6 +132,8 @@ class Browser:
             pending: dict[int, asyncio.Future] = {}
             events: list[dict] = []
             loaded = asyncio.Event()
+            children: list[str] = []  # sessions of out-of-process frames (a sandboxed iframe runs in one)
+            child_tasks: list[asyncio.Task] = []
 
             async def reader() -> None:
                 async for raw in ws:
@@ -140,6 +144,17 @@ class Browser:
                         events.append(msg)
                         if msg["method"] == "Page.loadEventFired":
                             loaded.set()
+                        elif msg["method"] == "Target.attachedToTarget":
+                            child = msg["params"]["sessionId"]
+                            children.append(child)
+                            child_tasks.append(asyncio.create_task(watch(child)))
+
+            async def watch(child: str) -> None:
+                """Log a frame's requests, console and errors like the page's own, then let it run."""
+                for domain in ("Network", "Runtime", "Log"):
+                    await call(f"{domain}.enable", child)
+                await call("Target.setAutoAttach", child, autoAttach=True, waitForDebuggerOnStart=True, flatten=True)
+                await call("Runtime.runIfWaitingForDebugger", child)
 
             async def call(method: str, session: str | None = None, **params) -> dict:
                 i = next(ids)
@@ -160,6 +175,7 @@ class Browser:
                 session = (await call("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
                 for domain in ("Network", "Runtime", "Log", "Page"):
                     await call(f"{domain}.enable", session)
+                await call("Target.setAutoAttach", session, autoAttach=True, waitForDebuggerOnStart=True, flatten=True)
                 await call(
                     "Emulation.setDeviceMetricsOverride",
                     session,
@@ -179,6 +195,22 @@ class Browser:
                     " return e ? e.innerText : null; })()",
                 )
                 result.verdict = got.get("result", {}).get("value")
+                got = await call(
+                    "Runtime.evaluate",
+                    session,
+                    returnByValue=True,
+                    expression="JSON.stringify([document.title, window.__pwned === undefined ? null : String(window.__pwned)])",
+                )
+                result.title, result.pwned = json.loads(got.get("result", {}).get("value") or "[null, null]")
+                await asyncio.gather(*child_tasks)
+                for child in children:  # a payload run inside a frame would set that frame's window.__pwned
+                    got = await call(
+                        "Runtime.evaluate",
+                        child,
+                        returnByValue=True,
+                        expression="window.__pwned === undefined ? null : String(window.__pwned)",
+                    )
+                    result.pwned = result.pwned or got.get("result", {}).get("value")
                 if screenshot is not None:
                     shot = await call("Page.captureScreenshot", session, format="png")
                     screenshot.parent.mkdir(parents=True, exist_ok=True)

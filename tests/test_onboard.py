@@ -181,10 +181,12 @@ def test_own_export_onboarded_trained_scored_and_reported(export, drafted, tmp_p
 
     res = runner.invoke(app, ["score", str(export["intake"]), "-c", str(decided), "--home", str(home)])
     assert res.exit_code == 0, res.output
-    assert "scored 300 students of 2024, 2025" in res.output  # two cohorts in one intake
-    export_csv = pd.read_csv(next((home / "exports").glob("scores-2024-2025-default.csv")))
-    named = {f.rsplit(" (", 1)[0] for f in export_csv["factor_1"]}
-    assert named and named <= set(c.features)  # factors use the contract's names
+    # two cohorts in one intake: each ranked, tiered and exported on its own
+    assert "cohort 2024: 150 students, 15 high" in res.output and "cohort 2025: 150 students, 15 high" in res.output
+    assert not list((home / "exports").glob("scores-2024-2025-*.csv"))
+    export_csv = pd.read_csv(home / "exports" / "scores-2024-default.csv")
+    named = {f.split(": ", 1)[0] for f in export_csv["factor_1"]}
+    assert named and named <= {c.label(f) for f in c.features}  # factors use the contract's names
 
     res = runner.invoke(
         app, ["report", str(export["intake"]), "-c", str(decided), "--home", str(home), "--cohort", "2025"]

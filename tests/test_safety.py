@@ -299,7 +299,7 @@ def test_duplicate_student_error_shows_lines_not_ids(demo_config, small_demo, tm
     with pytest.raises(ContractError) as err:
         validate(df, demo_config.dataset, stage="train", source="h.csv")
     assert str(err.value) == (
-        "h.csv: column 'student_id' repeats student(s) within a cohort at line 7, line 3202. "
+        "h.csv: column 'student_id' repeats students within a cohort: line 3202 repeats line 7. "
         "Each student appears once per cohort: remove the duplicate rows."
     )
     _no_id_in(str(err.value), [small_demo.history.student_id.iloc[5]])
