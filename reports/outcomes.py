@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports import page
+from reports import followup, page
 from reports.charts import Charts, calibration, promise_vs_real
 from reports.page import num, pct, printed, write_report
 from risk_model import evaluate
 from risk_model.bootstrap import bootstrap_metrics, calibration_curve
 from risk_model.config import ReportConfig
 
+FOLLOW_UP = ("contact", "outcomes_by_contact")
 NAME = "outcomes"
 LABELS = {
     "roc_auc": (
@@ -257,6 +258,7 @@ def render(numbers: dict, cfg: ReportConfig, k: float) -> str:
         promise_cohorts=", ".join(promise["cohorts"]),
         vs_chart=vs_chart,
         cal_chart=cal_chart,
+        follow_up=followup.sections(numbers.get("follow_up"), FOLLOW_UP),
     )
 
 
@@ -282,6 +284,7 @@ def build_outcomes_report(
     point: str = "default",
     flag_threshold: float | None = None,
     coverage: dict | None = None,
+    follow_up: dict | None = None,
 ) -> dict:
     """Write outcomes.html and outcomes.json into `out_dir` (Evidently's page under evidently/); return
     the JSON numbers.
@@ -326,6 +329,7 @@ def build_outcomes_report(
         "n_bootstrap_rows": int(len(sample)),
         "n_boot": cfg.bootstrap,
         "outcomes_known": True,
+        "follow_up": {k: v for k, v in (follow_up or {}).items() if k in FOLLOW_UP},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "html": str(out_dir / f"{NAME}.html"),
     }

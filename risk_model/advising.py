@@ -101,14 +101,30 @@ def cohort_alerts(engine: Engine, cohort: str) -> pd.DataFrame:
 
 
 def alert_counts(engine: Engine) -> list[dict]:
-    """Per (cohort, point): how many alerts, and when they were made."""
+    """Per (cohort, point): how many alerts, how many per rule, and when they were made."""
     from sqlalchemy import func
 
-    q = select(alerts.c.cohort, alerts.c.point, func.count(), func.max(alerts.c.created_at)).group_by(
-        alerts.c.cohort, alerts.c.point
+    q = select(alerts.c.cohort, alerts.c.point, alerts.c.kinds, func.count(), func.max(alerts.c.created_at)).group_by(
+        alerts.c.cohort, alerts.c.point, alerts.c.kinds
     )
+    out: dict[tuple[str, str], dict] = {}
     with engine.connect() as conn:
-        return [{"cohort": c, "point": p, "n_alerts": n, "created_at": at} for c, p, n, at in conn.execute(q)]
+        for cohort, point, kinds, n, at in conn.execute(q):
+            entry = out.setdefault(
+                (cohort, point),
+                {
+                    "cohort": cohort,
+                    "point": point,
+                    "n_alerts": 0,
+                    "by_rule": {"high": 0, "rise": 0, "inactive": 0},
+                    "created_at": at,
+                },
+            )
+            entry["n_alerts"] += n
+            entry["created_at"] = max(entry["created_at"], at)
+            for kind in kinds.split(","):
+                entry["by_rule"][kind] = entry["by_rule"].get(kind, 0) + n
+    return list(out.values())
 
 
 def add_intervention(
