@@ -18,7 +18,6 @@ from typing import Any, Literal, Protocol
 from reports import build
 from risk_model import jobs
 from risk_model.config import Config, Settings
-from webhooks import dispatch
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -95,8 +94,15 @@ def score(
         scored["alerts"] = run("alerts", jobs.alert_and_store, settings, config, df, point=point)
         out.append(scored)
     if out:
-        out[-1]["webhooks"] = run("webhooks", dispatch.deliver_url, settings.resolved_store_url)
+        out[-1]["webhooks"] = run("webhooks", deliver_webhooks, settings.resolved_store_url)
     return out
+
+
+def deliver_webhooks(store_url: str) -> dict:
+    """One dispatcher run over the outbox (`webhooks.dispatch`; httpx is imported only when it runs)."""
+    from webhooks import dispatch
+
+    return dispatch.deliver_url(store_url)
 
 
 def report(

@@ -113,6 +113,8 @@ def test_cohort_alerts_are_paged_newest_and_largest_first_and_audited(api):
     advising.write_alerts(engine, COHORT, "day90", later, now=datetime.now(UTC) + timedelta(minutes=1))
     first = client.get(f"/v1/cohorts/{COHORT}/alerts", params={"limit": 1}, headers=r).json()["alerts"][0]
     assert first["point"] == "day90"
+    only = client.get(f"/v1/cohorts/{COHORT}/alerts", params={"point": "day60"}, headers=r).json()["alerts"]
+    assert len(only) == len(found) and {a["point"] for a in only} == {"day60"}
 
 
 def planted_followup(seed: int = 5):
