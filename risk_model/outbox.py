@@ -175,16 +175,7 @@ def claim(
     Per subscriber, rows go in order: a row waiting for its retry holds back that subscriber's later rows."""
     now = now or datetime.now(UTC)
     q = (
-        select(
-            webhook_outbox.c.id,
-            webhook_outbox.c.subscriber_id,
-            webhook_subscribers.c.url,
-            webhook_subscribers.c.secret,
-            webhook_outbox.c.delivery_id,
-            webhook_outbox.c.body,
-            webhook_outbox.c.attempts,
-            webhook_outbox.c.next_attempt_at,
-        )
+        select(webhook_outbox.c.id, webhook_outbox.c.subscriber_id, webhook_outbox.c.next_attempt_at)
         .join(webhook_subscribers, webhook_subscribers.c.id == webhook_outbox.c.subscriber_id)
         .where(webhook_outbox.c.delivered_at.is_(None), webhook_subscribers.c.removed_at.is_(None))
         .order_by(webhook_outbox.c.id)
@@ -194,22 +185,37 @@ def claim(
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(of=webhook_outbox, skip_locked=True)
         held: set[int] = set()
-        rows = []
-        for r in conn.execute(q):
+        chosen: list[int] = []
+        for r in conn.execute(q):  # bodies are read only for the rows chosen
             if r.subscriber_id in held:
                 continue
             if _utc(r.next_attempt_at) > now:
                 held.add(r.subscriber_id)
                 continue
-            rows.append(r)
-            if len(rows) == limit:
+            chosen.append(r.id)
+            if len(chosen) == limit:
                 break
-        if rows:
-            conn.execute(
-                update(webhook_outbox)
-                .where(webhook_outbox.c.id.in_([r.id for r in rows]))
-                .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
+        if not chosen:
+            return []
+        conn.execute(
+            update(webhook_outbox)
+            .where(webhook_outbox.c.id.in_(chosen))
+            .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
+        )
+        rows = conn.execute(
+            select(
+                webhook_outbox.c.id,
+                webhook_outbox.c.subscriber_id,
+                webhook_subscribers.c.url,
+                webhook_subscribers.c.secret,
+                webhook_outbox.c.delivery_id,
+                webhook_outbox.c.body,
+                webhook_outbox.c.attempts,
             )
+            .join(webhook_subscribers, webhook_subscribers.c.id == webhook_outbox.c.subscriber_id)
+            .where(webhook_outbox.c.id.in_(chosen))
+            .order_by(webhook_outbox.c.id)
+        ).all()
     return [Pending(r.id, r.subscriber_id, r.url, r.secret, r.delivery_id, r.body.encode(), r.attempts) for r in rows]
 
 
