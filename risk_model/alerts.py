@@ -100,6 +100,7 @@ def compute_alerts(
     days_inactive = np.full(len(m), np.nan)
     here = point_day(point)
     if recency is not None and here is not None:
+        recency = recency[~recency.index.duplicated(keep="last")]
         days_inactive = m["student_id"].map(recency).to_numpy(dtype=float)
         gaps = {p: np.nan if point_day(p) is None else here - point_day(p) for p in m["previous_point"].unique()}
         gap = m["previous_point"].map(gaps)

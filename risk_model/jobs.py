@@ -162,15 +162,16 @@ def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, poi
     """Compare each student's newly stored score at `point` with their previous point, replace that
     point's alerts and queue them for webhook subscribers (one transaction per cohort)."""
     c = config.dataset
-    recency = None
     feature = config.alerts.recency_feature
-    if feature in df.columns:
-        recency = pd.Series(
-            pd.to_numeric(df[feature], errors="coerce").to_numpy(float), index=df[c.id_column].astype(str)
-        )
+    cohorts = df[c.cohort_column].astype(str)
     out: dict[str, dict] = {}
     with store.opened(settings.resolved_store_url) as engine:
-        for cohort in sorted(df[c.cohort_column].astype(str).unique()):
+        for cohort in sorted(cohorts.unique()):
+            part = df[cohorts == cohort]
+            recency = None
+            if feature in df.columns:  # days since the last activity, per student of this cohort
+                values = pd.to_numeric(part[feature], errors="coerce").to_numpy(float)
+                recency = pd.Series(values, index=part[c.id_column].astype(str).to_numpy())
             new = store.read_scores(engine, cohort, point)
             before = alerts.earlier_points(store.cohort_points(engine, cohort), point)
             previous = alerts.previous_scores(advising.earlier_scores(engine, cohort, before))

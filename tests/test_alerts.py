@@ -120,6 +120,7 @@ def test_score_step_stores_alerts_once_per_point_with_their_webhook_batches(url,
     engine = store.connect(url)
     outbox.add_subscriber(engine, name="case-management", url="http://127.0.0.1:9/hooks")
     intake = pd.DataFrame({"student_id": recency.index, "cohort": COHORT, "activity_days_since_last": recency.values})
+    intake = pd.concat([intake, intake.assign(cohort="2024", activity_days_since_last=99.0)])  # same ids, unscored
     store.write_scores(engine, day30, {})
     first = jobs.alert_and_store(settings, config, intake, point="day30")
     assert first["cohorts"][COHORT]["n_alerts"] == 0 and first["cohorts"][COHORT]["webhook_rows_queued"] == 0
@@ -127,6 +128,7 @@ def test_score_step_stores_alerts_once_per_point_with_their_webhook_batches(url,
     for _ in range(2):  # re-scoring the same point replaces its alerts and its undelivered batches
         out = jobs.alert_and_store(settings, config, intake, point="day60")
     assert out["cohorts"][COHORT]["n_alerts"] == 12 and out["cohorts"][COHORT]["by_rule"]["inactive"] == 4
+    assert out["cohorts"]["2024"]["n_alerts"] == 0  # each cohort's recency is its own
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(store.alerts)).scalar() == 12
         assert conn.execute(select(func.sum(store.webhook_outbox.c.n_alerts))).scalar() == 12
