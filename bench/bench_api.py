@@ -116,7 +116,7 @@ def train_champion(settings) -> tuple[str, list[dict]]:
     from risk_model.demo import make_demo
     from risk_model.schema import validate
 
-    config = load_config(REPO / "examples" / "demo.toml")
+    config = load_config(REPO / "risk_model" / "examples" / "demo.toml")
     grid = [{"num_leaves": 15, "min_data_in_leaf": 20, "lambda_l2": 1.0, "num_threads": 1}]
     training = TrainingConfig(
         **{**config.training.model_dump(), "param_grid": grid, "max_trees": 200, "reference_sample": 500}

@@ -48,7 +48,7 @@ def main() -> None:
     d = make_demo(n_per_cohort=args.students)
     d.history.to_csv(work / "history.csv", index=False)
     d.intake.to_csv(work / "intake.csv", index=False)
-    config = str(REPO / "examples" / "demo.toml")
+    config = str(REPO / "risk_model" / "examples" / "demo.toml")
     home = str(work / "runtime")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     cli = [str(BIN / "student-risk")]

@@ -35,7 +35,7 @@ def run_one(n: int) -> dict:
     from risk_model.registry import Registry
     from risk_model.schema import validate
 
-    config = load_config(REPO / "examples" / "demo.toml")
+    config = load_config(REPO / "risk_model" / "examples" / "demo.toml")
     c = config.dataset
     home = Path(tempfile.mkdtemp(prefix=f"bench-core-{n}-"))
     settings = Settings(home=home)

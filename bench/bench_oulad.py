@@ -34,7 +34,7 @@ def peak_mb() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "oulad")
-    ap.add_argument("--config", type=Path, default=REPO / "examples" / "oulad.toml")
+    ap.add_argument("--config", type=Path, default=REPO / "risk_model" / "examples" / "oulad.toml")
     ap.add_argument("--days", type=int, nargs="*", default=None)
     ap.add_argument("--skip-yearly", action="store_true", help="only the backtest table")
     args = ap.parse_args()

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _config():
     from risk_model.config import TrainingConfig, load_config
 
-    config = load_config(REPO / "examples" / "demo.toml")
+    config = load_config(REPO / "risk_model" / "examples" / "demo.toml")
     training = TrainingConfig(
         **{
             **config.training.model_dump(),

@@ -44,7 +44,7 @@ def load() -> str:
 def trained(home: Path):
     """The champion `student-risk demo` trains (demo settings, 6 cohorts of 3000): the model's trees and
     leaves, not the training data, set the cost of scoring."""
-    config = load_config(REPO / "examples" / "demo.toml")
+    config = load_config(REPO / "risk_model" / "examples" / "demo.toml")
     demo = make_demo(n_per_cohort=3000, n_past=6, seed=0)
     settings = Settings(home=home)
     jobs.train_and_register(

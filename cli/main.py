@@ -27,8 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "examples" / "demo.toml"
 
 # exists=True: a mistyped path is refused before Prefect starts its temporary server (~20 s).
 ConfigOpt = Annotated[
@@ -187,7 +185,7 @@ def demo(
 ) -> None:
     """Run the whole yearly job on built-in demo data: 6 past cohorts and a drifted new intake."""
     from risk_model.config import Settings
-    from risk_model.demo import make_demo
+    from risk_model.demo import example_config, make_demo
 
     settings = Settings(home=home) if home else Settings()
     from risk_model.private import private_dir
@@ -209,8 +207,9 @@ def demo(
     )
     from flows import steps
 
-    config_path, home_str = str(DEMO_CONFIG), str(settings.home)
-    cfg, _ = _loaded(DEMO_CONFIG, settings.home)
+    demo_config = example_config("demo")
+    config_path, home_str = str(demo_config), str(settings.home)
+    cfg, _ = _loaded(demo_config, settings.home)
     out = _job(
         "yearly",
         (config_path, str(paths["history"]), str(paths["intake"]), home_str),
@@ -445,12 +444,6 @@ def deploy(
         Path | None, typer.Option(help="Real outcomes, when they arrive (env STUDENT_RISK_DEPLOY_OUTCOMES_PATH).")
     ] = None,
     cohort: CohortOpt = None,
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home", help="Runtime folder baked into the deployments; default: the worker's STUDENT_RISK_HOME."
-        ),
-    ] = None,
     pool: Annotated[
         str | None, typer.Option(help="Process work pool (env STUDENT_RISK_DEPLOY_WORK_POOL, default student-risk).")
     ] = None,
@@ -462,7 +455,8 @@ def deploy(
     ] = None,
 ) -> None:
     """Register the yearly job (and train, score, report) as scheduled deployments on the Prefect server
-    at PREFECT_API_URL. Run it again after changing a setting: deployments are updated in place."""
+    at PREFECT_API_URL (with PREFECT_API_AUTH_STRING). Run it again after changing a setting: deployments are
+    updated in place. Runs write to the worker's STUDENT_RISK_HOME; a run cannot choose another folder."""
     _env()
     from flows.settings import DeploySettings
 
@@ -480,7 +474,7 @@ def deploy(
     from flows.deploy import register
 
     try:
-        ids = register(settings, _home(home))
+        ids = register(settings)
     except _known_errors() as exc:
         _fail(exc)
     for name in ids:
@@ -508,11 +502,16 @@ def worker(
 ) -> None:
     """Start a Prefect worker that runs the deployed flows (`prefect worker start --type process`)."""
     _env()
-    from flows.deploy import exec_worker
+    from flows.deploy import ensure_work_pool, exec_worker
     from flows.settings import DeploySettings
     from risk_model.config import Settings
 
-    exec_worker(pool or DeploySettings().work_pool, home or Settings().home, limit, healthcheck)
+    name = pool or DeploySettings().work_pool
+    try:
+        ensure_work_pool(name)  # (re)locks its job template: a run cannot override the command
+    except _known_errors() as exc:
+        _fail(exc)
+    exec_worker(name, home or Settings().home, limit, healthcheck)
 
 
 keys_app = typer.Typer(help="API keys of the advising API: create, list, revoke.", no_args_is_help=True)
@@ -524,9 +523,12 @@ def _key_store(home: Path | None):
     from risk_model.config import Settings
 
     settings = Settings(home=home) if home else Settings()
+    url = settings.resolved_store_url
     try:
-        with store.store_errors(settings.resolved_store_url):
-            return store.connect(settings.resolved_store_url)
+        with store.store_errors(url):
+            if url.startswith("sqlite"):  # the CLI's embedded store; a server database is migrated by `db upgrade`
+                store.upgrade(url)
+            return store.connect(url)
     except store.StoreError as exc:
         _fail(exc)
 
@@ -645,6 +647,47 @@ def webhooks_deliver(
     typer.echo(f"Delivered {result['delivered']} batch(es); {result['failed']} failed and will be retried.")
 
 
+db_app = typer.Typer(help="The score store's schema: migrate it (a deploy step) or show its revision.")
+app.add_typer(db_app, name="db", no_args_is_help=True)
+
+
+def _store_url(home: Path | None) -> str:
+    from risk_model.config import Settings
+
+    return (Settings(home=home) if home else Settings()).resolved_store_url
+
+
+def _upgrade(url: str) -> None:
+    from risk_model import store
+
+    try:
+        revision = store.upgrade(url)
+    except store.StoreError as exc:
+        _fail(exc)
+    typer.echo(f"Score store at schema revision {revision} (head).")
+
+
+@db_app.command("upgrade")
+def db_upgrade(home: HomeOpt = None) -> None:
+    """Migrate the score store (STUDENT_RISK_STORE_URL) to the newest schema, once, under a lock.
+    Run it before the worker and the API start; they refuse a store that is behind."""
+    _upgrade(_store_url(home))
+
+
+@db_app.command("current")
+def db_current(home: HomeOpt = None) -> None:
+    """Show the score store's schema revision and whether it is the newest; exit 1 when behind."""
+    from risk_model import store
+
+    try:
+        found, head = store.revisions(_store_url(home))
+    except store.StoreError as exc:
+        _fail(exc)
+    typer.echo(f"{found or 'none (empty store)'} ({'head' if found == head else f'behind: head is {head}'})")
+    if found != head:
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def serve(
     home: HomeOpt = None,
@@ -663,6 +706,8 @@ def serve(
         os.environ["STUDENT_RISK_HOME"] = str(home)  # the worker processes read their settings from the environment
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # concurrency comes from requests; no OpenMP oversubscription
     settings = ApiSettings()
+    if os.environ.get("STUDENT_RISK_API_MIGRATE", "").strip().lower() in {"1", "true", "yes"}:
+        _upgrade(settings.resolved_store_url)
     uvicorn.run(
         "api.app:app_from_env",
         factory=True,

@@ -1,3 +1,3 @@
 -- Runs once, when the PostgreSQL volume is first created: the score store's database beside
--- Prefect's (POSTGRES_DB=prefect). The store creates its tables itself (Alembic) on first connect.
+-- Prefect's (POSTGRES_DB=prefect). `student-risk db upgrade` (the worker's start) creates its tables.
 CREATE DATABASE student_risk;

@@ -9,8 +9,6 @@ champion from the registry folder, so on several machines that folder must be sh
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -18,6 +16,7 @@ from prefect.logging import get_run_logger
 from prefect_dask import DaskTaskRunner
 
 from flows.pipeline import validate_task
+from flows.settings import run_settings
 from risk_model import jobs, partition
 from risk_model.config import Config, Settings, load_config
 from risk_model.registry import Registry
@@ -61,7 +60,7 @@ def score_on_dask_flow(
 ) -> list[dict]:
     """Validate here, score partitions on the flow's task runner, rank and store here."""
     config = load_config(config_path)
-    settings = Settings(home=Path(home)) if home else Settings()
+    settings = run_settings(home)
     out = []
     for point in config.points:
         df = validate_task(

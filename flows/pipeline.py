@@ -7,20 +7,19 @@ published as artifacts.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows import steps
+from flows.settings import run_settings
 from risk_model import store
 from risk_model.config import Config, Settings, load_config
 
 
 def _setup(config_path: str, home: str | None) -> tuple[Config, Settings]:
-    settings = Settings(home=Path(home)) if home else Settings()
+    settings = run_settings(home)
     return load_config(config_path), settings
 
 

@@ -1,4 +1,4 @@
-"""How the flows are deployed: settings read from the environment (`STUDENT_RISK_DEPLOY_*`)."""
+"""How the flows are deployed (`STUDENT_RISK_DEPLOY_*`), and where a flow run may write."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from risk_model.config import Settings
 
 
 class DeploySettings(BaseSettings):
@@ -43,3 +45,28 @@ class DeploySettings(BaseSettings):
     )
     dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster when no address is given.")
     partitions: int = Field(4, ge=1, description="Partitions of the intake for partitioned scoring.")
+
+
+def _deployed_run() -> bool:
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return bool(ctx and ctx.flow_run and ctx.flow_run.deployment_id)
+
+
+def run_settings(home: str | None) -> Settings:
+    """The runtime settings of a flow run: the `home` parameter, else STUDENT_RISK_HOME.
+
+    A deployed run (started by a worker) writes only inside the worker's STUDENT_RISK_HOME:
+    whoever may start runs on the server must not redirect models, scores or reports elsewhere."""
+    base = Settings()
+    if not home:
+        return base
+    if _deployed_run():
+        root, target = base.home.expanduser().resolve(), Path(home).expanduser().resolve()
+        if target != root and root not in target.parents:
+            raise ValueError(
+                f"A deployed run writes only inside the worker's runtime folder {root} (STUDENT_RISK_HOME); "
+                f"home={home!r} is outside it."
+            )
+    return Settings(home=Path(home))

@@ -56,7 +56,8 @@ def earlier_points(points: list[str], point: str) -> list[str]:
     here = point_day(point)
     if here is None:
         return []
-    return [p for p in points if p != point and (point_day(p) is None or point_day(p) < here)]
+    days = {p: point_day(p) for p in points if p != point}
+    return [p for p, d in days.items() if d is None or d < here]
 
 
 def previous_scores(earlier: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +103,8 @@ def compute_alerts(
     if recency is not None and here is not None:
         recency = recency[~recency.index.duplicated(keep="last")]
         days_inactive = m["student_id"].map(recency).to_numpy(dtype=float)
-        gaps = {p: np.nan if point_day(p) is None else here - point_day(p) for p in m["previous_point"].unique()}
+        days = {p: point_day(p) for p in m["previous_point"].unique()}
+        gaps = {p: np.nan if d is None else here - d for p, d in days.items()}
         gap = m["previous_point"].map(gaps)
         before = days_inactive - gap.to_numpy(dtype=float)  # NaN when the gap is unknown: never "newly"
         with np.errstate(invalid="ignore"):

@@ -1,7 +1,7 @@
 """Typed settings: the dataset contract and the knobs of training, scoring and reports.
 
 One TOML file holds everything about a dataset and how to model it (see
-`examples/demo.toml`); where runtime output goes and which score store to use are
+`risk_model/examples/demo.toml`); where runtime output goes and which score store to use are
 deployment settings read from the environment (`STUDENT_RISK_*`) or CLI options.
 Built once at an edge (CLI, flow, API) and passed down; nothing here reads files at import.
 """
@@ -281,7 +281,7 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: settings file not found. Pass --config with a TOML file like examples/demo.toml."
+            f"{path}: settings file not found. Pass --config with a TOML file like risk_model/examples/demo.toml."
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}).") from None
@@ -296,12 +296,16 @@ def load_config(path: str | Path) -> Config:
 
 
 class Settings(BaseSettings):
-    """Where output goes and which store holds scores (env `STUDENT_RISK_HOME`, `STUDENT_RISK_STORE_URL`)."""
+    """Where output goes and which store holds scores (env `STUDENT_RISK_HOME`, `STUDENT_RISK_STORE_URL`,
+    `STUDENT_RISK_STORE_PASSWORD_FILE`: the password read from a file, never kept in the environment)."""
 
     model_config = SettingsConfigDict(env_prefix="STUDENT_RISK_", extra="ignore")
 
     home: Path = Field(Path("runtime"), description="Runtime folder: models, scores, reports, exports.")
     store_url: str | None = Field(None, description="SQLAlchemy URL; default is a SQLite file in the runtime folder.")
+    store_password_file: Path | None = Field(
+        None, description="File holding the store's database password (a Docker secret), joined into store_url."
+    )
 
     @property
     def registry_dir(self) -> Path:
@@ -317,4 +321,11 @@ class Settings(BaseSettings):
 
     @property
     def resolved_store_url(self) -> str:
-        return self.store_url or f"sqlite:///{(self.home / 'scores.db').resolve()}"
+        if not self.store_url:
+            return f"sqlite:///{(self.home / 'scores.db').resolve()}"
+        if self.store_password_file is None:
+            return self.store_url
+        from sqlalchemy.engine import make_url
+
+        password = self.store_password_file.read_text().strip()
+        return make_url(self.store_url).set(password=password).render_as_string(hide_password=False)

@@ -19,6 +19,8 @@ stops protecting, an unrecorded factor appears): the planted performance drop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -127,3 +129,12 @@ def make_demo(
         intake=new.drop(columns=["outcome"]),
         outcomes=new[["student_id", "cohort", "outcome"]],
     )
+
+
+def example_config(name: str = "demo") -> Path:
+    """A settings file shipped in the package (`risk_model/examples/<name>.toml`: demo, oulad),
+    found through the installed package so it works from any folder."""
+    path = Path(str(resources.files("risk_model") / "examples" / f"{name}.toml"))
+    if not path.is_file():
+        raise FileNotFoundError(f"No example settings {name!r}: {path} is not in the installed package.")
+    return path

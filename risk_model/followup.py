@@ -91,7 +91,7 @@ def outcomes_by_contact(
     rows, sentences = [], []
     for band, g in c.groupby("band", observed=True):
         yes, no = g[g["contacted"]], g[~g["contacted"]]
-        row = {
+        row: dict = {
             "risk_band": f"{band.left:.2f}-{band.right:.2f}",
             "n_contacted": len(yes),
             "at_risk_rate_contacted": float(yes["at_risk"].mean()) if len(yes) else np.nan,

@@ -71,10 +71,11 @@ def add_subscriber(engine: Engine, *, name: str, url: str) -> tuple[Subscriber, 
     if taken:
         raise ValueError(f"a subscriber named {name.strip()!r} exists: remove it first or pick another --name")
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    row = {"name": name.strip(), "url": url, "secret": secret, "created_at": datetime.now(UTC)}
+    created = datetime.now(UTC)
+    row = {"name": name.strip(), "url": url, "secret": secret, "created_at": created}
     with engine.begin() as conn:
         sid = conn.execute(insert(webhook_subscribers).values(row).returning(webhook_subscribers.c.id)).scalar_one()
-    return Subscriber(sid, row["name"], url, row["created_at"]), secret
+    return Subscriber(sid, name.strip(), url, created), secret
 
 
 def list_subscribers(engine: Engine, *, include_removed: bool = False) -> list[Subscriber]:

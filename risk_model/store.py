@@ -9,9 +9,10 @@ Statement parameters (student ids, probabilities) never appear in error messages
 hide them, and a job step's database errors surface as `StoreError` naming the store and the
 fix, without the driver's detail lines (PostgreSQL puts row values there).
 
-The schema belongs to Alembic (`risk_model/migrations`): `connect` brings a store up to
-date under a lock (a PostgreSQL advisory lock; a lock file beside a SQLite file), so two
-processes starting at once migrate it once. The tables below mirror the migrations and
+The schema belongs to Alembic (`risk_model/migrations`): `upgrade` (`student-risk db upgrade`,
+a deploy step) brings a store up to date under a lock (a PostgreSQL advisory lock; a lock file
+beside a SQLite file), so two processes starting at once migrate it once; `connect` only checks
+the revision and refuses a store that is behind. The tables below mirror the migrations and
 queries are built from them; a test checks that the two agree.
 
 The API reads through the functions at the end, each one indexed query; on PostgreSQL a
@@ -61,6 +62,7 @@ from sqlalchemy import (
     select,
     table,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from risk_model.private import FILE_MODE, private_file
@@ -288,15 +290,16 @@ def _async_commit(dbapi_conn, _record) -> None:
     dbapi_conn.commit()
 
 
-def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> Engine:
-    """An engine for `url` with the schema migrated to the newest version.
+PLACEHOLDER_PASSWORDS = frozenset({"change-me", "changeme"})  # what templates ship, refused at start
 
-    `serving=True` tunes it for the API: statements autocommit (no BEGIN/COMMIT round
-    trips), no pre-ping per checkout (a dropped connection fails one request, then the
-    pool is refreshed), at most 10 connections.
-    With `durable_audit=False` a PostgreSQL commit does not wait for the WAL flush, so an
-    audit row written just before a database crash (the last few hundred ms) can be lost.
-    """
+
+def _engine(url: str, *, serving: bool = False, durable_audit: bool = True) -> Engine:
+    password = make_url(url).password
+    if password is not None and str(password).strip().lower() in PLACEHOLDER_PASSWORDS:
+        raise StoreError(
+            f"The store's database password is the placeholder {str(password)!r}: set a real one "
+            "(docker/.env POSTGRES_PASSWORD, e.g. `openssl rand -hex 24`) before starting."
+        )
     options: dict = {"pool_pre_ping": not serving, "hide_parameters": True}  # no student ids in error text
     if serving:
         options["isolation_level"] = "AUTOCOMMIT"
@@ -309,16 +312,62 @@ def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> E
         event.listen(engine, "connect", _sqlite_pragmas)
     elif engine.dialect.name == "postgresql" and serving and not durable_audit:
         event.listen(engine, "connect", _async_commit)
-    migrate(engine)
     return engine
+
+
+def connect(url: str, *, serving: bool = False, durable_audit: bool = True) -> Engine:
+    """An engine for `url`, once its schema is at the newest migration (it does not migrate).
+
+    A store behind the code raises `StoreError` naming `student-risk db upgrade`, the deploy
+    step that migrates it once. A placeholder password (`change-me`) is refused.
+    `serving=True` tunes it for the API: statements autocommit (no BEGIN/COMMIT round
+    trips), no pre-ping per checkout (a dropped connection fails one request, then the
+    pool is refreshed), at most 10 connections.
+    With `durable_audit=False` a PostgreSQL commit does not wait for the WAL flush, so an
+    audit row written just before a database crash (the last few hundred ms) can be lost.
+    """
+    engine = _engine(url, serving=serving, durable_audit=durable_audit)
+    try:
+        found, head = current(engine), _head()
+    except Exception:
+        engine.dispose()
+        raise
+    if found != head:
+        engine.dispose()
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreError(
+            f"The score store at {where} is at schema revision {found or 'none (empty)'}, this code needs {head}: "
+            "run `student-risk db upgrade` (with the same STUDENT_RISK_STORE_URL) first."
+        )
+    return engine
+
+
+def upgrade(url: str) -> str:
+    """Migrate the store at `url` to the newest revision under the migration lock; return it.
+
+    The deploy step (`student-risk db upgrade`): the worker's start runs it, the API's only when
+    STUDENT_RISK_API_MIGRATE=true. Two processes doing it at once migrate once."""
+    engine = _engine(url)
+    try:
+        return migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def _embedded(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 @contextlib.contextmanager
 def opened(url: str) -> Iterator[Engine]:
     """`connect(url)` for one job step; the engine's connections are closed when the block ends.
 
+    The embedded SQLite store (the CLI's default, one local file) is migrated here by the job
+    step itself; a server database must have been migrated by `student-risk db upgrade`.
     A database error in the block (or while connecting) is raised as `StoreError`."""
     with store_errors(url):
+        if _embedded(url):
+            upgrade(url)
         engine = connect(url)
         try:
             yield engine
@@ -392,17 +441,40 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "no migrations in risk_model/migrations"
+    return head
+
+
+def current(engine: Engine) -> str | None:
+    """The store's schema revision, or None for a store never migrated."""
+    with engine.connect() as conn:  # read directly: alembic's own check logs two INFO lines per connect
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        version = table("alembic_version", column("version_num"))
+        return conn.execute(select(version.c.version_num)).scalar()
+
+
+def revisions(url: str) -> tuple[str | None, str]:
+    """(the store's schema revision or None, the newest this code knows): `student-risk db current`."""
+    engine = _engine(url)
+    try:
+        return current(engine), _head()
+    finally:
+        engine.dispose()
+
+
 def migrate(engine: Engine) -> str:
     """Upgrade the store to the newest migration (a no-op when it is there); return that revision."""
     from alembic import command
-    from alembic.script import ScriptDirectory
 
+    head = _head()
+    if current(engine) == head:
+        return head
     cfg = _alembic_config()
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    with engine.connect() as conn:  # read directly: alembic's own check logs two INFO lines per connect
-        version = table("alembic_version", column("version_num"))
-        if inspect(conn).has_table("alembic_version") and conn.execute(select(version)).scalar() == head:
-            return head
     with _migration_lock(engine) as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")  # re-reads the version under the lock: a second process finds it done

@@ -40,7 +40,7 @@ def fast(config: Config) -> Config:
 
 @pytest.fixture(scope="session")
 def demo_config() -> Config:
-    return fast(load_config(REPO / "examples" / "demo.toml"))
+    return fast(load_config(REPO / "risk_model" / "examples" / "demo.toml"))
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +131,15 @@ def built_reports(tmp_path_factory, demo_config, small_demo, trained_home):
             "cohort": cohort,
         }
     return out
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches the PostgreSQL (the `pg_url` fixture, or a backend parameter
+    naming it) `postgres`, so `make test-unit` (-m "not postgres ...") runs without it."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        uses_pg = "pg_url" in getattr(item, "fixturenames", ()) or any(
+            isinstance(v, str) and v in ("postgres", "postgresql") for v in params.values()
+        )
+        if uses_pg:
+            item.add_marker(pytest.mark.postgres)

@@ -117,6 +117,7 @@ def test_score_step_stores_alerts_once_per_point_with_their_webhook_batches(url,
     day30, day60, recency = two_points()
     settings = Settings(home=tmp_path / "runtime", store_url=url)
     config = demo_config.model_copy(update={"alerts": AlertConfig(batch_size=4)})
+    store.upgrade(url)  # the deploy step (`student-risk db upgrade`): connect only checks
     engine = store.connect(url)
     outbox.add_subscriber(engine, name="case-management", url="http://127.0.0.1:9/hooks")
     intake = pd.DataFrame({"student_id": recency.index, "cohort": COHORT, "activity_days_since_last": recency.values})

@@ -80,9 +80,10 @@ def world(tmp_path_factory, demo_config) -> World:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'scores.db'}"
-    return request.getfixturevalue("pg_url")
+    """A store on each backend, migrated as `student-risk db upgrade` does (connect only checks)."""
+    url = f"sqlite:///{tmp_path / 'scores.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    store.upgrade(url)
+    return url
 
 
 @dataclass

@@ -44,6 +44,7 @@ def fuzzed(world, store_url, tmp_path):  # noqa: F811
     return schemathesis.openapi.from_asgi("/openapi.json", app), key  # schemathesis runs the app's lifespan
 
 
+@pytest.mark.slow  # a schemathesis run over every operation: about 10 s, kept out of `make test-unit`
 def test_openapi_fuzz_finds_no_server_error(fuzzed):
     schema, key = fuzzed
     operations = [result.ok() for result in schema.get_all_operations()]

@@ -35,6 +35,7 @@ def start(world, store_url, tmp_path, damage=None, **options) -> tuple[TestClien
     version = Registry(home / "models").champion()
     if damage is not None:
         damage(home / "models" / "default" / "versions" / version)
+    store.upgrade(store_url)  # the deploy step; a no-op on the already migrated `store_url` fixture
     engine = store.connect(store_url)
     store.write_scores(engine, world.scores, world.summary)
     made = {s: keys.create_key(engine, name=f"t-{s}", scope=s)[1] for s in keys.SCOPES}

@@ -1,8 +1,12 @@
 """The deployed topology as processes on loopback: what docker/compose.yaml runs, without Docker.
 
 A real `prefect server start` on the PostgreSQL (a database made for this test and dropped
-after), `student-risk deploy` with a notification block, `student-risk worker`,
-`student-risk serve`. The yearly deployment runs on generated demo data: its intake
+after) behind its auth string, `student-risk db upgrade`, `student-risk deploy` with a
+notification block, `student-risk worker`, `student-risk serve` (migrating too, as compose
+starts it). The Prefect API refuses a request without the auth string (401), and even an
+authenticated client cannot make a run override the worker's command, environment or working
+folder (422: the marker file such a command would write never appears) or write outside the
+runtime folder. The yearly deployment runs on generated demo data: its intake
 drifted on purpose, so the run must end Failed with the drift in its message once scores
 and reports are written; the scores are then read through the API with a read key. A
 `score` run on a file that breaks the contract must fail at validation. Both failures
@@ -148,13 +152,17 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     started = time.monotonic()
     logs = tmp_path / "logs"
     logs.mkdir()
     prefect_port, api_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{prefect_port}/api"
+    auth = f"admin:{uuid.uuid4().hex}"
+    prefect_settings = {PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}
+    marker = tmp_path / "command-ran"
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
@@ -167,6 +175,8 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
         "STUDENT_RISK_HOME": str(tmp_path / "runtime"),
         "STUDENT_RISK_STORE_URL": databases["scores"],
+        "PREFECT_SERVER_API_AUTH_STRING": auth,  # the server's; clients send PREFECT_API_AUTH_STRING
+        "PREFECT_API_AUTH_STRING": auth,
     }
     procs: list[Proc] = []
     hook = HTTPServer(("127.0.0.1", 0), Webhook)
@@ -182,7 +192,12 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
             )
         )
         procs.append(
-            Proc("api", [str(BIN / "student-risk"), "serve", "--host", "127.0.0.1", "--port", str(api_port)], env, logs)
+            Proc(
+                "api",
+                [str(BIN / "student-risk"), "serve", "--host", "127.0.0.1", "--port", str(api_port)],
+                {**env, "STUDENT_RISK_API_MIGRATE": "true"},
+                logs,
+            )
         )
 
         # while the server migrates its database: data, settings file
@@ -193,12 +208,23 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         demo.intake.to_csv(data / "intake.csv", index=False)
         demo.intake.drop(columns=["prior_gpa"]).to_csv(data / "broken-intake.csv", index=False)
         config = tmp_path / "settings.toml"
-        config.write_text((REPO / "examples" / "demo.toml").read_text().replace("[training]\n", FAST_TRAINING, 1))
+        config.write_text(
+            (REPO / "risk_model" / "examples" / "demo.toml").read_text().replace("[training]\n", FAST_TRAINING, 1)
+        )
 
         wait_until(
             "the Prefect server's /api/health", lambda: httpx.get(f"{api_url}/health", timeout=2).is_success, 180, procs
         )
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        # no credentials, or wrong ones: refused before anything runs
+        assert httpx.post(f"{api_url}/deployments/filter", json={}, timeout=10).status_code == 401
+        assert (
+            httpx.post(f"{api_url}/deployments/filter", json={}, auth=("admin", "guess"), timeout=10).status_code == 401
+        )
+        assert httpx.post(
+            f"{api_url}/deployments/filter", json={}, auth=tuple(auth.split(":", 1)), timeout=10
+        ).is_success
+        run([str(BIN / "student-risk"), "db", "upgrade"], env)  # the worker's start in compose
+        with temporary_settings(updates=prefect_settings):
             CustomWebhookNotificationBlock(
                 name="advising-alerts",
                 url=f"http://127.0.0.1:{hook.server_port}/hook",
@@ -229,7 +255,7 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         )
         assert "deployed  yearly/student-risk" in out and "deployed  score/student-risk" in out
 
-        with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        with temporary_settings(updates=prefect_settings), get_client(sync_client=True) as client:
             yearly = client.read_deployment_by_name("yearly/student-risk")
             assert [s.schedule.cron for s in yearly.schedules] == ["0 6 1 9 *"]
             assert yearly.schedules[0].schedule.timezone == "Europe/London"
@@ -238,6 +264,20 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
             score_dep = client.read_deployment_by_name("score/student-risk")
             assert [s.schedule.cron for s in score_dep.schedules] == ["0 6 * * *"]
             assert client.read_automations_by_name("student-risk: a deployed run failed")
+
+            # the open-API attack, without and with credentials: a run that sets the worker's command
+            attack = {"job_variables": {"command": f"sh -c 'touch {marker}'"}}
+            r = httpx.post(f"{api_url}/deployments/{yearly.id}/create_flow_run", json=attack, timeout=10)
+            assert r.status_code == 401, r.text
+            for bad in (
+                {"command": f"sh -c 'touch {marker}'"},
+                {"env": {"PYTHONSTARTUP": str(marker)}},
+                {"working_dir": "/"},
+            ):
+                with pytest.raises(PrefectHTTPStatusError, match="422"):
+                    client.create_flow_run_from_deployment(yearly.id, job_variables=bad)
+            away = tmp_path / "elsewhere"
+            away_id = run_deployment("train/student-risk", parameters={"home": str(away)}, timeout=0).id
 
             run_id = run_deployment("yearly/student-risk", timeout=0).id
             bad_id = run_deployment(
@@ -250,6 +290,7 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
 
             bad = wait_until("the score run on a broken intake to end", lambda: final(bad_id), 150, procs, every=1)
             yearly_run = wait_until("the yearly run to end", lambda: final(run_id), 240, procs, every=1)
+            away_run = wait_until("the run given another home to end", lambda: final(away_id), 60, procs, every=1)
 
             # the server's scheduler plans runs up to 100 days ahead (Prefect's default), so the yearly run
             # appears in the summer; the per-term one (daily here) proves the scheduler creates runs
@@ -269,6 +310,8 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         assert yearly_run.state.type.value == "FAILED", f"{yearly_run.state}\n{procs[2].tail()}"
         assert "Drift detected" in yearly_run.state.message, yearly_run.state.message
         assert {r.expected_start_time.astimezone(ZoneInfo("Europe/London")).hour for r in scheduled} == {6}
+        assert away_run.state.type.value == "FAILED" and "outside" in (away_run.state.message or ""), away_run.state
+        assert not away.exists(), "a deployed run wrote outside the worker's runtime folder"
 
         # the scores the yearly run stored, read as an advising tool would
         key = run([str(BIN / "student-risk"), "keys", "create", "--scope", "read", "--name", "deploy-test"], env)
@@ -300,7 +343,7 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
         from flows.deploy import register
         from flows.settings import DeploySettings
 
-        with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        with temporary_settings(updates=prefect_settings), get_client(sync_client=True) as client:
             ids = register(
                 DeploySettings(config_path=config, history_path=data / "history.csv", intake_path=data / "intake.csv")
             )
@@ -309,6 +352,7 @@ def test_yearly_deployment_runs_on_a_worker_and_its_scores_reach_the_api(tmp_pat
             assert [s.schedule.timezone for s in client.read_deployment_by_name("yearly/student-risk").schedules] == [
                 "UTC"
             ]
+        assert not marker.exists(), "a run's job variables ran a command on the worker"
         assert time.monotonic() - started < 600
     finally:
         for p in reversed(procs):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from prefect.client.schemas.actions import WorkPoolUpdate
 from prefect.states import Completed, Failed
 
 from flows import deploy
@@ -33,7 +36,8 @@ def test_every_flow_is_deployed_by_module_path_with_the_yearly_schedule(settings
     for d in deps.values():
         assert d.name == "student-risk" and d.tags == ["student-risk"]
         assert d.entrypoint.startswith("flows.") and ":" not in d.entrypoint  # importable anywhere it is installed
-        assert d.job_variables["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "risk_model,reports"
+        assert not d.job_variables  # the locked pool template fixes env; a deployment sets no job variable
+        assert "home" not in d.parameters  # runs write to the worker's STUDENT_RISK_HOME
     yearly = deps["yearly"]
     assert [(s.schedule.cron, s.schedule.timezone) for s in yearly.schedules] == [("0 6 1 9 *", "Europe/London")]
     assert yearly.parameters == {
@@ -46,11 +50,11 @@ def test_every_flow_is_deployed_by_module_path_with_the_yearly_schedule(settings
     assert deps["score-partitioned"].parameters["partitions"] == 4
 
 
-def test_per_term_scoring_schedule_cohort_and_home(settings):
+def test_per_term_scoring_schedule_and_cohort(settings):
     s = settings.model_copy(update={"term_cron": "0 6 1 1,4 *", "cohort": "2026"})
-    deps = by_flow(deploy.build(s, home="/srv/runtime"))
+    deps = by_flow(deploy.build(s))
     assert [x.schedule.cron for x in deps["score"].schedules] == ["0 6 1 1,4 *"]
-    assert deps["score"].parameters["cohort"] == "2026" and deps["yearly"].parameters["home"] == "/srv/runtime"
+    assert deps["score"].parameters["cohort"] == "2026"
     assert "cohort" not in deps["train"].parameters  # each flow keeps only the parameters it has
 
 
@@ -110,3 +114,76 @@ def test_only_transient_io_errors_are_retried(exc, retried):
 
 def test_a_completed_state_is_not_retried():
     assert _retry_on_io(None, None, Completed(data=1)) is False
+
+
+def test_the_job_template_fixes_command_env_and_working_dir():
+    t = deploy.job_template()
+    job, variables = t["job_configuration"], t["variables"]
+    assert "command" not in job and "working_dir" not in job  # Prefect's engine command, a fresh temp folder
+    assert job["env"] == deploy.RUN_ENV  # a constant, not "{{ env }}"
+    assert set(variables["properties"]) == {"name", "labels", "stream_output"}
+    assert variables["additionalProperties"] is False
+    assert "{{" not in json.dumps({k: job[k] for k in ("env",)})
+
+
+@pytest.mark.slow  # a temporary Prefect server: 15-70 s on a busy machine
+def test_the_server_refuses_a_run_that_sets_command_env_or_working_dir(tmp_path):
+    """Prefect's own server validates job variables against the locked template (HTTP 422)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        deploy.ensure_work_pool("locked")
+        params = {"config_path": "c.toml", "history_path": "h.csv"}
+        dep_id = deploy.flows()["train"].to_deployment(name="t", parameters=params).apply(work_pool_name="locked")
+        with get_client(sync_client=True) as client:
+            assert client.read_work_pool("locked").base_job_template == deploy.job_template()
+            for bad in (
+                {"command": f"touch {tmp_path / 'marker'}"},
+                {"env": {"LD_PRELOAD": "/tmp/x.so"}},
+                {"env.PYTHONPATH": "/tmp"},
+                {"working_dir": "/etc"},
+            ):
+                with pytest.raises(PrefectHTTPStatusError, match="422"):
+                    client.create_flow_run_from_deployment(dep_id, job_variables=bad)
+            ok = client.create_flow_run_from_deployment(dep_id, job_variables={"stream_output": False})
+            assert ok.job_variables == {"stream_output": False}
+            client.update_work_pool("locked", WorkPoolUpdate(base_job_template=_open_template()))
+        deploy.ensure_work_pool("locked")  # a worker start locks it again
+        with get_client(sync_client=True) as client:
+            assert client.read_work_pool("locked").base_job_template == deploy.job_template()
+    assert not (tmp_path / "marker").exists()
+
+
+def _open_template() -> dict:
+    from prefect.workers.process import ProcessWorker
+
+    return ProcessWorker.get_default_base_job_template()
+
+
+@pytest.mark.parametrize("value", ["admin:change-me", "change-me"])
+def test_a_placeholder_auth_string_is_refused(value):
+    from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
+
+    with (
+        temporary_settings(updates={PREFECT_API_AUTH_STRING: value}),
+        pytest.raises(ValueError, match="PREFECT_AUTH_STRING in docker/.env"),
+    ):
+        deploy.check_auth()
+    with temporary_settings(updates={PREFECT_API_AUTH_STRING: "admin:9f8e7d6c5b4a"}):
+        deploy.check_auth()  # a real one passes
+
+
+def test_a_deployed_run_cannot_write_outside_the_runtime_folder(tmp_path, monkeypatch):
+    from flows import settings as flow_settings
+
+    monkeypatch.setenv("STUDENT_RISK_HOME", str(tmp_path / "runtime"))
+    monkeypatch.setattr(flow_settings, "_deployed_run", lambda: True)
+    assert flow_settings.run_settings(None).home == tmp_path / "runtime"
+    assert flow_settings.run_settings(str(tmp_path / "runtime" / "sub")).home == tmp_path / "runtime" / "sub"
+    for outside in (str(tmp_path / "elsewhere"), str(tmp_path / "runtime" / ".." / "x"), "/etc"):
+        with pytest.raises(ValueError, match="outside"):
+            flow_settings.run_settings(outside)
+    monkeypatch.setattr(flow_settings, "_deployed_run", lambda: False)
+    assert flow_settings.run_settings(str(tmp_path / "elsewhere")).home == tmp_path / "elsewhere"  # the CLI's --home

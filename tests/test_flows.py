@@ -28,10 +28,10 @@ def harness():
 
 @pytest.fixture(scope="module")
 def fast_config_path(tmp_path_factory, demo_config):
-    """examples/demo.toml with the fast training grid, as a settings file."""
+    """risk_model/examples/demo.toml with the fast training grid, as a settings file."""
     import tomllib
 
-    raw = tomllib.loads((REPO / "examples" / "demo.toml").read_text())
+    raw = tomllib.loads((REPO / "risk_model" / "examples" / "demo.toml").read_text())
     raw["training"].update({k: v for k, v in fast(demo_config).training.model_dump().items() if k != "param_grid"})
     path = tmp_path_factory.mktemp("cfg") / "demo.toml"
     grid = "\n".join(
@@ -39,7 +39,7 @@ def fast_config_path(tmp_path_factory, demo_config):
         for p in demo_config.training.param_grid
     )
     body = (
-        (REPO / "examples" / "demo.toml")
+        (REPO / "risk_model" / "examples" / "demo.toml")
         .read_text()
         .replace(
             "[training]\n",

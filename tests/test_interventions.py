@@ -25,6 +25,7 @@ NOTE = "spoke about childcare; call back Friday"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def api(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'scores.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    store.upgrade(url)  # the deploy step (`student-risk db upgrade`): connect only checks
     engine = store.connect(url)
     day30, day60, recency = two_points()
     store.write_scores(engine, day30, {})

@@ -214,6 +214,7 @@ def test_rescoring_replaces_and_failure_leaves_store_as_it_was(backend, trained_
     url = f"sqlite:///{tmp_path / 's.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     bundle = Registry(trained_home["settings"].registry_dir).load()
     res = score(bundle, trained_home["intake"], demo_config.dataset, demo_config.scoring)
+    store.upgrade(url)
     engine = store.connect(url)
     try:
         store.write_scores(engine, res.scores, res.summary)

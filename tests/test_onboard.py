@@ -145,6 +145,7 @@ param_grid = [{num_leaves = 4, min_data_in_leaf = 40, lambda_l2 = 5.0}]
 """
 
 
+@pytest.mark.slow  # the CLI end to end: check, train, score, report, outcomes
 def test_own_export_onboarded_trained_scored_and_reported(export, drafted, tmp_path):
     """init -> decide the TODOs -> check -> train -> score -> report -> outcomes, through the CLI, with every
     friction of the export at once (no Prefect server configured: the CLI runs the steps directly)."""

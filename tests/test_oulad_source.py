@@ -21,7 +21,7 @@ KEY = ["code_module", "code_presentation", "id_student"]
 
 @pytest.fixture(scope="module")
 def contract():
-    return load_config(REPO / "examples" / "oulad.toml").dataset
+    return load_config(REPO / "risk_model" / "examples" / "oulad.toml").dataset
 
 
 # --- raw files in OULAD's format -------------------------------------------------------------------
@@ -394,6 +394,7 @@ def test_real_oulad(contract, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # the CLI end to end on the real files: about a minute
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real OULAD files not at {REAL}")
 def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: Path) -> None:
     """What the README shows a user run on OULAD, with the shipped contract: train on 2013B + 2013J,
@@ -408,7 +409,7 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
     from risk_model import store
     from risk_model.config import Settings
 
-    shipped = (Path(__file__).resolve().parents[1] / "examples" / "oulad.toml").read_text()
+    shipped = (Path(__file__).resolve().parents[1] / "risk_model" / "examples" / "oulad.toml").read_text()
     config = tmp_path / "oulad.toml"
     # Only the days and the grid differ from the shipped file (test speed); the contract is the same.
     text, n = re.subn(r"prediction_days = \[[^\]]*\]", "prediction_days = [0, 30]", shipped)

@@ -38,7 +38,9 @@ from tests.conftest import PG_URL, REPO
 
 def _copy_home(trained_home, tmp_path: Path, **kw) -> Settings:
     shutil.copytree(trained_home["settings"].home, tmp_path / "rt")
-    return Settings(home=tmp_path / "rt", **kw)
+    settings = Settings(home=tmp_path / "rt", **kw)
+    store.upgrade(settings.resolved_store_url)  # the deploy step (`student-risk db upgrade`)
+    return settings
 
 
 def _version_dir(settings: Settings) -> Path:
@@ -107,6 +109,7 @@ def test_damaged_model_files_are_refused_before_lightgbm_reads_them(trained_home
     assert folder.name in msg and "(no other version to promote)" in msg
 
 
+@pytest.mark.slow  # a fresh interpreter loads the model: about 15 s
 def test_version_saved_before_checksums_is_checked_in_a_subprocess(trained_home, tmp_path):
     """Decision: such a version is not refused (deployed models keep working after the upgrade); it is
     loaded once in a subprocess, where a damaged model aborts that process, not this one."""
@@ -369,7 +372,7 @@ def _one_error_line(res) -> str:
     return lines[0]
 
 
-CONFIG = str(REPO / "examples" / "demo.toml")
+CONFIG = str(REPO / "risk_model" / "examples" / "demo.toml")
 
 
 @pytest.mark.slow
@@ -497,6 +500,7 @@ def test_store_and_exports_are_private_whatever_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         home = tmp_path / "fresh" / "runtime"
+        store.upgrade(f"sqlite:///{home / 'scores.db'}")
         engine = store.connect(f"sqlite:///{home / 'scores.db'}")
         store.write_scores(engine, _frame(["S1", "S2"]), {})
         engine.dispose()

@@ -16,10 +16,18 @@ from risk_model import store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path) -> str:
+def fresh_url(request, tmp_path) -> str:
+    """An empty store on each backend."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'scores.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def url(fresh_url) -> str:
+    """A store migrated by the deploy step (`student-risk db upgrade`): `connect` only checks."""
+    store.upgrade(fresh_url)
+    return fresh_url
 
 
 def scored(cohort: str, n: int, point: str = "default", version: str = "v1") -> pd.DataFrame:
@@ -39,7 +47,9 @@ def scored(cohort: str, n: int, point: str = "default", version: str = "v1") -> 
     )
 
 
-def test_connect_migrates_to_the_tables_store_py_declares(url):
+def test_upgrade_migrates_to_the_tables_store_py_declares(fresh_url):
+    url = fresh_url
+    assert store.upgrade(url) == store.upgrade(url)  # the second is a no-op
     engine = store.connect(url)
     with engine.connect() as conn:
         assert MigrationContext.configure(conn).get_current_revision() == store.migrate(engine)
@@ -54,7 +64,30 @@ def test_connect_migrates_to_the_tables_store_py_declares(url):
     engine.dispose()
 
 
-def test_store_made_before_migrations_is_adopted(url):
+def test_connect_refuses_a_store_behind_the_code_and_names_the_fix(fresh_url):
+    with pytest.raises(store.StoreError, match="none.*student-risk db upgrade"):
+        store.connect(fresh_url)
+    assert store.revisions(fresh_url)[0] is None
+    store.upgrade(fresh_url)
+    engine = store.connect(fresh_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
+    engine.dispose()
+    with pytest.raises(store.StoreError, match="revision 0000.*student-risk db upgrade"):
+        store.connect(fresh_url)
+
+
+def test_the_embedded_store_is_migrated_by_the_job_step_a_server_store_is_not(fresh_url):
+    if fresh_url.startswith("sqlite"):
+        with store.opened(fresh_url) as engine:
+            assert store.current(engine) == store.revisions(fresh_url)[1]
+    else:
+        with pytest.raises(store.StoreError, match="db upgrade"), store.opened(fresh_url):
+            pass
+
+
+def test_store_made_before_migrations_is_adopted(fresh_url):
+    url = fresh_url
     """A store created by the old `metadata.create_all` keeps its rows and gains the new tables."""
     old = MetaData()
     for name in ("scores", "score_runs", "outcomes"):
@@ -66,19 +99,22 @@ def test_store_made_before_migrations_is_adopted(url):
     old.create_all(legacy)
     store.write_scores(legacy, scored("2024", 5), {})
     legacy.dispose()
+    store.upgrade(url)
     engine = store.connect(url)
     assert len(store.read_scores(engine, "2024")) == 5
     assert {"api_keys", "audit_log"} <= set(inspect(engine).get_table_names())
     engine.dispose()
 
 
-def test_processes_starting_at_once_migrate_once(url):
+def test_processes_starting_at_once_migrate_once(fresh_url):
+    url = fresh_url
     errors, engines = [], []
     barrier = threading.Barrier(4)
 
     def start() -> None:
         try:
             barrier.wait()
+            store.upgrade(url)  # e.g. the worker's and the API's start
             engines.append(store.connect(url))
         except Exception as exc:  # pragma: no cover - the failure being tested for
             errors.append(exc)

@@ -56,6 +56,7 @@ class Receiver:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     url = f"sqlite:///{tmp_path / 'scores.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    store.upgrade(url)  # the deploy step (`student-risk db upgrade`): connect only checks
     engine = store.connect(url)
     yield engine
     engine.dispose()

@@ -25,4 +25,4 @@ def signature(secret: str, body: bytes) -> str:
 
 def verify(secret: str, body: bytes, header: str | None) -> bool:
     """True when `header` is the signature of exactly `body` under `secret` (constant-time compare)."""
-    return bool(header) and hmac.compare_digest(signature(secret, body), header)
+    return header is not None and hmac.compare_digest(signature(secret, body), header)

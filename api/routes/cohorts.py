@@ -79,7 +79,9 @@ def router(max_page_size: int) -> APIRouter:
         last = rows[-1] if len(rows) == limit else None
         next_cursor = None
         if last:
-            next_cursor = encode_alert_cursor(answers.utc(last["created_at"]), last["rise"], last["student_id"])
+            next_cursor = encode_alert_cursor(
+                answers.utc(last["created_at"]) or last["created_at"], last["rise"], last["student_id"]
+            )
         return AlertPage(cohort=cohort, alerts=[answers.alert(r) for r in rows], next_cursor=next_cursor)
 
     return cohorts_router

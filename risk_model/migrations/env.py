@@ -1,6 +1,6 @@
 """Alembic environment of the score store.
 
-`risk_model.store.connect` runs the migrations itself, passing its connection in
+`risk_model.store.upgrade` (`student-risk db upgrade`) runs the migrations, passing its connection in
 `config.attributes["connection"]`. To write a new revision by hand:
 
     alembic -c risk_model/migrations/alembic.ini -x url=sqlite:///runtime/scores.db revision --autogenerate -m "..."
