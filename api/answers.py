@@ -8,16 +8,21 @@ import pandas as pd
 
 from api.champions import natural_key, point_key
 from api.models import (
+    Alert,
     CohortList,
     CohortMetrics,
     CohortSummary,
     Expectation,
     Factor,
+    Intervention,
     ModelInfo,
     PromiseInfo,
     RealPerformance,
     ReportEntry,
     ReportIndex,
+    ScoreAtPoint,
+    StudentAlert,
+    StudentDetail,
     StudentRisk,
     Validation,
 )
@@ -67,6 +72,48 @@ def student_risk(student_id: str, row: dict, labels: dict[str, str]) -> StudentR
         model_version=row["model_version"],
         scored_at=utc(row["scored_at"]),
     )
+
+
+def alert(row: dict) -> Alert:
+    """One stored alert as the API shows it."""
+    return Alert(**{**row, "kinds": row["kinds"].split(","), "created_at": utc(row["created_at"])})
+
+
+def student_detail(student_id: str, history: dict[str, list[dict]], labels_of) -> StudentDetail:
+    """GET /v1/students/{id}: scores at every point (latest first), alerts and interventions (newest first).
+    `labels_of(point, version)` gives a model's feature labels, for scores stored without factor texts."""
+    rows = sorted(
+        history["scores"],
+        key=lambda r: (natural_key(r["cohort"]), point_key(r["point"]), str(r["scored_at"])),
+        reverse=True,
+    )
+    scores = [
+        ScoreAtPoint(
+            **{
+                **r,
+                "factors": factors(r["factors"], labels_of(r["point"], r["model_version"])),
+                "scored_at": utc(r["scored_at"]),
+            }
+        )
+        for r in rows
+    ]
+    alerts = [
+        StudentAlert(**{**alert({**r, "student_id": student_id}).model_dump(), "cohort": r["cohort"]})
+        for r in history["alerts"]
+    ]
+    done = [
+        Intervention(
+            id=r["id"],
+            kind=r["kind"],
+            date=r["on_date"],
+            staff_id=r["staff_id"],
+            cohort=r["cohort"],
+            note=r["note"],
+            recorded_at=utc(r["recorded_at"]),
+        )
+        for r in history["interventions"]
+    ]
+    return StudentDetail(student_id=student_id, scores=scores, alerts=alerts, interventions=done)
 
 
 def cohort_list(rows: list[dict]) -> CohortList:

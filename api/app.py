@@ -23,7 +23,7 @@ from api.deps import ApiState
 from api.docs import add_docs
 from api.errors import add_handlers
 from api.limits import BodyLimit
-from api.routes import cohorts, model, ops, reports, score, students
+from api.routes import cohorts, interventions, model, ops, reports, score, students
 from api.settings import ApiSettings
 from risk_model import store
 from risk_model.registry import Registry
@@ -68,6 +68,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     for router in (
         students.router,
+        interventions.router,
         cohorts.router(settings.api_max_page_size),
         score.router(settings.api_max_records),
         model.router,

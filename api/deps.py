@@ -65,7 +65,9 @@ def get_state(request: Request) -> ApiState:
 State = Annotated[ApiState, Depends(get_state)]
 
 _key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="A key from `student-risk keys create --scope read|score|admin`."
+    name="X-API-Key",
+    auto_error=False,
+    description="A key from `student-risk keys create --scope read|score|write|admin`.",
 )
 
 
@@ -135,6 +137,7 @@ def require(scope: keys.Scope) -> Callable:
 
 ReadKey = Annotated[keys.ApiKey, Security(require("read"))]
 ScoreKey = Annotated[keys.ApiKey, Security(require("score"))]
+WriteKey = Annotated[keys.ApiKey, Security(require("write"))]
 AdminKey = Annotated[keys.ApiKey, Security(require("admin"))]
 
 

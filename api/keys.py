@@ -19,8 +19,8 @@ from sqlalchemy import Engine, insert, select, update
 
 from risk_model.store import api_keys
 
-Scope = Literal["read", "score", "admin"]
-SCOPES: tuple[str, ...] = ("read", "score", "admin")
+Scope = Literal["read", "score", "write", "admin"]
+SCOPES: tuple[str, ...] = ("read", "score", "write", "admin")
 PREFIX = "srk_"
 
 
@@ -36,7 +36,8 @@ class ApiKey:
     revoked_at: datetime | None = None
 
     def allows(self, scope: str) -> bool:
-        """`read` reads stored scores, `score` scores new records, `admin` does both."""
+        """`read` reads stored scores and alerts, `score` scores new records, `write` records interventions
+        (advising tools), `admin` does all three."""
         return self.revoked_at is None and (self.scope == scope or self.scope == "admin")
 
 

@@ -99,3 +99,13 @@ def cohort_page(
     rows = store.cohort_page(engine, cohort, point, key_id=None, **filters)
     audit.record(store.audit_log, [store.audit_row(key_id, "list", r["student_id"], cohort, point) for r in rows])
     return rows
+
+
+def audit_now(engine: Engine, audit: AuditWriter, rows: list[dict]) -> None:
+    """Audit rows of a read: written at once on PostgreSQL, through the non-blocking writer on SQLite."""
+    if not rows:
+        return
+    if engine.dialect.name == "postgresql":
+        store.write_audit(engine, store.audit_log, rows)
+    else:
+        audit.record(store.audit_log, rows)

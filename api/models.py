@@ -1,5 +1,6 @@
 """Request and response models of the advising API (what the OpenAPI schema shows)."""
 
+from datetime import date as date_
 from datetime import datetime
 from typing import Any, Literal
 
@@ -175,3 +176,76 @@ def score_request(max_records: int) -> type[BaseModel]:
             ),
         ),
     )
+
+
+class Alert(BaseModel):
+    student_id: str
+    point: str = Field(description="The prediction point whose new score raised the alert.")
+    previous_point: str = Field(description="The student's previous point compared with.")
+    previous_probability: float
+    probability: float
+    previous_tier: Tier
+    tier: Tier
+    rise: float = Field(description="probability - previous_probability.")
+    kinds: list[Literal["high", "rise", "inactive"]] = Field(
+        description="Rules crossed: moved into the high tier, a rise of at least [alerts] rise, newly no activity."
+    )
+    reason: str = Field(
+        description="Plain words, e.g. 'risk rose from 0.31 to 0.62 since day 30: no activity in 15 days'."
+    )
+    created_at: datetime
+
+
+class AlertPage(BaseModel):
+    cohort: str
+    alerts: list[Alert]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+InterventionKind = Literal["call", "email", "meeting", "referral", "other"]
+
+
+class InterventionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: InterventionKind
+    date: date_ = Field(description="When the advisor acted (not in the future).")
+    staff_id: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$", description="Opaque id of who acted.")
+    note: str | None = Field(
+        None, max_length=500, pattern=r"^[^\x00]*$", description="Short; kept out of every report and log."
+    )
+    cohort: str | None = Field(
+        None, min_length=1, max_length=64, pattern=r"^[^\x00]+$", description="Default: the student's latest cohort."
+    )
+
+
+class Intervention(BaseModel):
+    id: int
+    kind: InterventionKind
+    date: date_
+    staff_id: str
+    cohort: str | None
+    note: str | None = None
+    recorded_at: datetime
+
+
+class ScoreAtPoint(BaseModel):
+    cohort: str
+    point: str
+    probability: float
+    tier: Tier
+    rank: int
+    factors: list[Factor]
+    model_version: str
+    scored_at: datetime
+
+
+class StudentAlert(Alert):
+    cohort: str
+
+
+class StudentDetail(BaseModel):
+    student_id: str
+    scores: list[ScoreAtPoint] = Field(description="Every stored score, latest cohort and point first.")
+    alerts: list[StudentAlert] = Field(description="Newest first.")
+    interventions: list[Intervention] = Field(description="Newest first.")

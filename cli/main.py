@@ -536,7 +536,12 @@ def _key_store(home: Path | None):
 
 @keys_app.command("create")
 def keys_create(
-    scope: Annotated[str, typer.Option(help="read (stored scores), score (score new records) or admin (both).")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            help="read (stored scores, alerts), score (score new records), write (record interventions) or admin (all)."
+        ),
+    ],
     name: Annotated[str, typer.Option(help="Who uses the key, e.g. case-management.")],
     home: HomeOpt = None,
 ) -> None:
@@ -572,6 +577,75 @@ def keys_revoke(
     except ValueError as exc:
         _fail(exc)
     typer.echo(f"Key {k.id} ({k.name}) revoked.")
+
+
+webhooks_app = typer.Typer(
+    help="Webhooks to advising tools: alerts sent signed (HMAC-SHA256) to each subscriber, caught up after downtime.",
+    no_args_is_help=True,
+)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Option(help="Where to POST alert batches, e.g. https://advising.example/hooks.")],
+    name: Annotated[str, typer.Option(help="Which tool it is, e.g. case-management.")],
+    home: HomeOpt = None,
+) -> None:
+    """Add a subscriber. Its signing secret is printed once: give it to the receiving tool."""
+    from risk_model import outbox
+
+    try:
+        sub, secret = outbox.add_subscriber(_key_store(home), name=name, url=url)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(
+        f"Subscriber {sub.id} ({sub.name}) added; new alerts are sent to {sub.url}.\n"
+        f"Verify X-Student-Risk-Signature (sha256=HMAC-SHA256 of the raw body) with this secret:\n{secret}"
+    )
+
+
+@webhooks_app.command("list")
+def webhooks_list(home: HomeOpt = None) -> None:
+    """List subscribers with delivered and pending batches (never their secrets)."""
+    from risk_model import outbox
+
+    engine = _key_store(home)
+    states = {s["subscriber_id"]: s for s in outbox.status(engine)}
+    for sub in outbox.list_subscribers(engine):
+        st = states.get(sub.id, {"delivered": 0, "pending": 0, "failing": 0, "next_attempt": None})
+        retry = f", next try {st['next_attempt']:%Y-%m-%d %H:%M}" if st["failing"] and st["next_attempt"] else ""
+        typer.echo(
+            f"{sub.id:>4}  {sub.name:<24} {sub.url}  delivered {st['delivered']}, pending {st['pending']}"
+            f" ({st['failing']} failing{retry})"
+        )
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(
+    subscriber_id: Annotated[int, typer.Argument(help="The subscriber's id (see `webhooks list`).")],
+    home: HomeOpt = None,
+) -> None:
+    """Stop sending to a subscriber (its undelivered batches are dropped; its delivery log is kept)."""
+    from risk_model import outbox
+
+    try:
+        sub = outbox.remove_subscriber(_key_store(home), subscriber_id)
+    except ValueError as exc:
+        _fail(exc)
+    typer.echo(f"Subscriber {sub.id} ({sub.name}) removed.")
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    home: HomeOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each receiver.")] = 10.0,
+) -> None:
+    """Run the dispatcher once: send every due batch, oldest first; failures are retried later with backoff."""
+    from webhooks import dispatch
+
+    result = dispatch.deliver(_key_store(home), timeout=timeout)
+    typer.echo(f"Delivered {result['delivered']} batch(es); {result['failed']} failed and will be retried.")
 
 
 db_app = typer.Typer(help="The score store's schema: migrate it (a deploy step) or show its revision.")

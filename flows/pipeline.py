@@ -73,6 +73,8 @@ TASKS = {
     "validate": _step_task("validate", **_IO),
     "train-and-register": _step_task("train-and-register"),
     "score-and-store": _step_task("score-and-store", **_STORE),
+    "alerts": _step_task("alerts", **_STORE),
+    "webhooks": _step_task("webhooks"),
     "intake-report": _step_task("intake-report", **_IO),
     "record-outcomes": _step_task("record-outcomes", **_STORE),
     "has-outcomes": _step_task("has-outcomes"),

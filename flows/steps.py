@@ -73,25 +73,36 @@ def score(
     progress: Progress = log.info,
 ) -> list[dict]:
     """Score a new intake with each point's champion and store the scores; `partial` as in
-    `jobs.score_and_store` (a file lacking some of a stored cohort's students is refused by default)."""
+    `jobs.score_and_store` (a file lacking some of a stored cohort's students is refused by default).
+    Then the alerts of each point (vs. each student's previous point), and one delivery attempt of them
+    to webhook subscribers."""
     cohorts = [cohort] if cohort else None
     out = []
     for point in config.points:
         df = run("validate", jobs.prepare, config, intake_path, stage="score", point=point, cohorts=cohorts)
-        out.append(
-            run(
-                "score-and-store",
-                jobs.score_and_store,
-                settings,
-                config,
-                df,
-                point=point,
-                factors=factors,
-                partial=partial,
-                progress=progress,
-            )
+        scored = run(
+            "score-and-store",
+            jobs.score_and_store,
+            settings,
+            config,
+            df,
+            point=point,
+            factors=factors,
+            partial=partial,
+            progress=progress,
         )
+        scored["alerts"] = run("alerts", jobs.alert_and_store, settings, config, df, point=point)
+        out.append(scored)
+    if out:
+        out[-1]["webhooks"] = run("webhooks", deliver_webhooks, settings.resolved_store_url)
     return out
+
+
+def deliver_webhooks(store_url: str) -> dict:
+    """One dispatcher run over the outbox (`webhooks.dispatch`; httpx is imported only when it runs)."""
+    from webhooks import dispatch
+
+    return dispatch.deliver_url(store_url)
 
 
 def report(

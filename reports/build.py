@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from risk_model import store
+from risk_model import advising, followup, store
 from risk_model.config import Config, Settings
+from risk_model.labels import band
 from risk_model.paths import safe_name
 from risk_model.registry import Bundle, Registry
 
@@ -92,6 +93,26 @@ def _with_outcomes(scores: pd.DataFrame, outcomes: pd.DataFrame) -> tuple[pd.Dat
     return merged, coverage
 
 
+def _follow_up(
+    settings: Settings,
+    cohort: str,
+    *,
+    outcomes: pd.DataFrame | None = None,
+    groups: pd.DataFrame | None = None,
+    columns: list[str] | None = None,
+    min_group_size: int = 30,
+) -> dict | None:
+    """What happened after the cohort's alerts (`risk_model.followup`), JSON-ready; None without alerts.
+    Interventions are read without their notes."""
+    with store.opened(settings.resolved_store_url) as engine:
+        alerts = advising.cohort_alerts(engine, cohort)
+        if alerts.empty:
+            return None
+        done = advising.cohort_interventions(engine, cohort)
+    found = followup.follow_up(alerts, done, outcomes, groups, columns, min_group_size=min_group_size)
+    return {name: followup.as_dict(f) for name, f in found.items()}
+
+
 def has_outcomes(settings: Settings, cohort: str) -> bool:
     """Whether real outcomes of `cohort` are recorded in the store."""
     with store.opened(settings.resolved_store_url) as engine:
@@ -122,6 +143,7 @@ def outcomes_report(settings: Settings, config: Config, cohort: str, *, point: s
         flag_threshold=float(high.min()) if len(high) else None,
         coverage=coverage,
         before=_what_was_promised(config, bundle, scores, out_dir),
+        follow_up=_follow_up(settings, cohort, outcomes=outcomes),
     )
 
 
@@ -259,6 +281,14 @@ def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *,
     scores, recorded = _scored(settings, cohort, point)
     bundle = _scoring_bundle(settings, config, scores, point)
     frame, source, basis = _fairness_frame(config, bundle, cohort, intake, scores, recorded)
+    c = config.dataset
+    sensitive = [col for col in c.sensitive_columns if col in intake.columns]
+    groups = pd.DataFrame({"student_id": intake[c.id_column].astype(str).to_numpy()})
+    for col in sensitive:  # the same groups as the fairness tables: value labels and bands
+        groups[col] = band(c, col, intake[col]).to_numpy()
+    follow_up = _follow_up(
+        settings, cohort, groups=groups, columns=sensitive, min_group_size=config.reports.min_group_size
+    )
     return build_fairness_report(
         frame,
         config.dataset,
@@ -271,11 +301,14 @@ def fairness_report(settings: Settings, config: Config, intake: pd.DataFrame, *,
         basis=basis,
         flag_rule=_flag_rule(config),
         outcomes_known=not recorded.empty,
+        follow_up=follow_up,
     )
 
 
 def rebuild_index(settings: Settings) -> dict:
-    """Rewrite reports_dir/index.html from the reports on disk."""
+    """Rewrite reports_dir/index.html from the reports on disk, with the alerts stored per cohort and point."""
     from reports.index import build_index
 
-    return build_index(settings.reports_dir)
+    with store.opened(settings.resolved_store_url) as engine:
+        alerts = advising.alert_counts(engine)
+    return build_index(settings.reports_dir, alerts=alerts)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports import page
+from reports import followup, page
 from reports.charts import Charts, groups
 from reports.page import made_with_outcomes, num, pct, printed, write_report
 from risk_model.config import DatasetContract, ReportConfig
@@ -248,6 +248,7 @@ def render(numbers: dict, contract: DatasetContract, cfg: ReportConfig, advice: 
         n=numbers,
         cfg=cfg,
         sections=sections,
+        follow_up=followup.sections(numbers.get("follow_up"), ("contact_by_group",)),
     )
 
 
@@ -264,6 +265,7 @@ def build_fairness_report(
     basis: str,
     flag_rule: str,
     outcomes_known: bool | None = None,
+    follow_up: dict | None = None,
 ) -> dict:
     """Write fairness.html and .json into `out_dir`; return the JSON numbers.
 
@@ -305,6 +307,7 @@ def build_fairness_report(
         "outcomes_known": made_with_outcomes({"report": NAME, "source": source})
         if outcomes_known is None
         else outcomes_known,
+        "follow_up": {k: v for k, v in (follow_up or {}).items() if k == "contact_by_group"},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "html": str(out_dir / f"{NAME}.html"),
     }

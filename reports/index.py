@@ -132,8 +132,16 @@ def sections(entries: list[dict]) -> list[dict]:
     ]
 
 
-def build_index(reports_dir: Path) -> dict:
-    """Write index.html and index.json in `reports_dir`; return the JSON."""
+def alert_rows(alerts: list[dict] | None) -> list[dict]:
+    """Alert counts per cohort and point (`risk_model.advising.alert_counts`), newest cohort and point first."""
+    rows = [
+        a | {"made": str(a["created_at"])[:16].replace("T", " ") if a.get("created_at") else ""} for a in alerts or []
+    ]
+    return sorted(rows, key=lambda a: (_natural(a["cohort"]), _natural(a["point"])), reverse=True)
+
+
+def build_index(reports_dir: Path, *, alerts: list[dict] | None = None) -> dict:
+    """Write index.html and index.json in `reports_dir` (with the alert counts, if given); return the JSON."""
     reports_dir = Path(reports_dir)
     entries = collect(reports_dir)
     verdict, warning = judge(entries)
@@ -145,6 +153,7 @@ def build_index(reports_dir: Path) -> dict:
         warning=warning,
         advice="",
         sections=sections(entries),
+        alerts=alert_rows(alerts),
         charts=None,
     )
     write_atomic(reports_dir / "index.html", html_page)
@@ -152,6 +161,7 @@ def build_index(reports_dir: Path) -> dict:
         "verdict": verdict,
         "warning": warning,
         "reports": entries,
+        "alerts": [{k: a[k] for k in ("cohort", "point", "n_alerts", "by_rule", "made")} for a in alert_rows(alerts)],
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_json(reports_dir / "index.json", numbers)

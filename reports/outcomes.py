@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports import page
+from reports import followup, page
 from reports.charts import Charts, calibration, promise_vs_real
 from reports.page import num, pct, printed, write_report
 from risk_model import evaluate
@@ -37,6 +37,7 @@ from risk_model.bootstrap import bootstrap_metrics, calibration_curve
 from risk_model.config import ReportConfig
 from risk_model.promise import Promise
 
+FOLLOW_UP = ("contact", "outcomes_by_contact")
 NAME = "outcomes"
 LABELS = {
     "roc_auc": (
@@ -341,6 +342,7 @@ def render(numbers: dict, cfg: ReportConfig, k: float) -> str:
         estimate_rows=estimate_rows(numbers, k),
         vs_chart=vs_chart,
         cal_chart=cal_chart,
+        follow_up=followup.sections(numbers.get("follow_up"), FOLLOW_UP),
     )
 
 
@@ -367,6 +369,7 @@ def build_outcomes_report(
     flag_threshold: float | None = None,
     coverage: dict | None = None,
     before: dict | None = None,
+    follow_up: dict | None = None,
 ) -> dict:
     """Write outcomes.html and outcomes.json into `out_dir` (Evidently's page under evidently/); return
     the JSON numbers.
@@ -419,6 +422,7 @@ def build_outcomes_report(
         "n_bootstrap_rows": int(len(sample)),
         "n_boot": cfg.bootstrap,
         "outcomes_known": True,
+        "follow_up": {k: v for k, v in (follow_up or {}).items() if k in FOLLOW_UP},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "html": str(out_dir / f"{NAME}.html"),
     }

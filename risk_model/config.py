@@ -256,6 +256,23 @@ class PointConfig(_Frozen):
         return f"day{self.day}"
 
 
+class AlertConfig(_Frozen):
+    """When a student's new score is worth an advisor's attention (compared with their previous point)."""
+
+    rise: float = Field(
+        0.15, gt=0, le=1, description="A rise in probability of at least this since the previous point."
+    )
+    to_high: bool = Field(True, description="Moving into the high tier since the previous point is an alert.")
+    recency_feature: str = Field(
+        "activity_days_since_last", description="Days since the last activity (a feature of the intake, if present)."
+    )
+    inactive_days: float = Field(
+        14, gt=0, description="No activity for at least this many days, newly since the previous point, is an alert."
+    )
+    max_factors: int = Field(3, ge=0, le=10, description="Risk-raising factors named in an alert's reason.")
+    batch_size: int = Field(500, ge=1, le=10_000, description="Alerts per webhook delivery.")
+
+
 class SourceConfig(_Frozen):
     """Where the student table comes from: a ready table, or raw files a source turns into one."""
 
@@ -371,6 +388,7 @@ class Config(_Frozen):
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
     reports: ReportConfig = ReportConfig()
+    alerts: AlertConfig = AlertConfig()
 
     @model_validator(mode="after")
     def _with_activity(self) -> Config:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from risk_model import store
+from risk_model import advising, alerts, store
 from risk_model.config import Config, Settings
 from risk_model.estimate import expected_performance
 from risk_model.paths import safe_name
@@ -159,6 +159,30 @@ def _describe(a: dict) -> str:
         dropped = f", {a['n_dropped']} stored students not in the file deleted" if a["n_dropped"] else ""
         return f"replaced the scores of {where} with {a['n_students']} students{dropped}"
     return f"stored {a['n_students']} students of {where} (first scores)"
+
+
+def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, point: str = "default") -> dict:
+    """Compare each student's newly stored score at `point` with their previous point, replace that
+    point's alerts and queue them for webhook subscribers (one transaction per cohort)."""
+    c = config.dataset
+    feature = config.alerts.recency_feature
+    cohorts = df[c.cohort_column].astype(str)
+    out: dict[str, dict] = {}
+    with store.opened(settings.resolved_store_url) as engine:
+        for cohort in sorted(cohorts.unique()):
+            part = df[cohorts == cohort]
+            recency = None
+            if feature in df.columns:  # days since the last activity, per student of this cohort
+                values = pd.to_numeric(part[feature], errors="coerce").to_numpy(float)
+                recency = pd.Series(values, index=part[c.id_column].astype(str).to_numpy())
+            new = store.read_scores(engine, cohort, point)
+            before = alerts.earlier_points(store.cohort_points(engine, cohort), point)
+            previous = alerts.previous_scores(advising.earlier_scores(engine, cohort, before))
+            found = alerts.compute_alerts(new, previous, config.alerts, recency=recency)
+            written = advising.write_alerts(engine, cohort, point, found, batch_size=config.alerts.batch_size)
+            out[cohort] = {**alerts.summary(found), **written, "compared_with": before}
+            log.info("Alerts for cohort %s at %s: %s", cohort, point, alerts.summary(found))
+    return {"point": point, "cohorts": out}
 
 
 def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dict:

@@ -37,6 +37,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Date,
     DateTime,
     Engine,
     Float,
@@ -46,6 +47,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     bindparam,
     column,
@@ -179,6 +181,96 @@ auth_failures = Table(
     Column("route", String(128), nullable=False),  # the route template: never a student id
     Column("key_prefix", String(16), nullable=True),  # the first characters at most; never the key
     Index("ix_auth_failures_at", "at"),
+)
+
+
+# --- closing the advisor's loop (migration 0003): alerts, interventions, webhook outbox --------
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("cohort", String(64), nullable=False),
+    Column("point", String(64), nullable=False),
+    Column("student_id", String(128), nullable=False),
+    Column("previous_point", String(64), nullable=False),
+    Column("previous_probability", Float, nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("previous_tier", String(16), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("rise", Float, nullable=False),
+    Column("kinds", String(64), nullable=False),  # high,rise,inactive
+    Column("reason", String(1000), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("cohort", "point", "student_id", name="uq_alerts_cohort_point_student"),
+    Index("ix_alerts_student", "student_id"),
+)
+# keyset pagination "newest first, then largest rise, ties by student id"
+Index("ix_alerts_cohort_page", alerts.c.cohort, alerts.c.created_at.desc(), alerts.c.rise.desc(), alerts.c.student_id)
+
+interventions = Table(
+    "interventions",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("student_id", String(128), nullable=False),
+    Column("cohort", String(64), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("on_date", Date, nullable=False),
+    Column("staff_id", String(128), nullable=False),  # opaque: whoever the advising tool says acted
+    Column("note", String(500), nullable=True),  # never in a report or a log
+    Column("key_id", Integer, ForeignKey("api_keys.id", name="fk_interventions_key"), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_interventions_student", "student_id", "on_date"),
+    Index("ix_interventions_cohort", "cohort"),
+)
+
+webhook_subscribers = Table(
+    "webhook_subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("url", String(2000), nullable=False),
+    Column("secret", String(128), nullable=False),  # needed to sign each body; never logged or listed
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("removed_at", DateTime(timezone=True), nullable=True),
+)
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("webhook_subscribers.id", name="fk_webhook_outbox_subscriber"),
+        nullable=False,
+    ),
+    Column("delivery_id", String(36), nullable=False),  # sent as X-Student-Risk-Delivery: the same on every retry
+    Column("cohort", String(64), nullable=False),
+    Column("point", String(64), nullable=False),
+    Column("n_alerts", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # the exact bytes signed and sent (UTF-8 JSON)
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", String(200), nullable=True),
+    UniqueConstraint("delivery_id", name="uq_webhook_outbox_delivery"),
+    Index("ix_webhook_outbox_pending", "delivered_at", "subscriber_id", "id"),
+    Index("ix_webhook_outbox_cohort_point", "cohort", "point"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("outbox_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(200), nullable=True),  # an exception class or HTTP status: never the body
+    Column("seconds", Float, nullable=False),
+    Index("ix_webhook_deliveries_outbox", "outbox_id"),
 )
 
 

@@ -206,7 +206,9 @@ def test_keys_are_hashed_scoped_and_revocable(url):
     assert keys.find_key(engine, secret) is None
     assert [k.revoked_at is not None for k in keys.list_keys(engine)] == [True, False]
     with pytest.raises(ValueError, match="scope"):
-        keys.create_key(engine, name="x", scope="write")
+        keys.create_key(engine, name="x", scope="delete")
+    writer = keys.create_key(engine, name="advising-tool", scope="write")[0]
+    assert writer.allows("write") and not writer.allows("read")  # interventions only
     with pytest.raises(ValueError, match="no API key"):
         keys.revoke_key(engine, 999)
     engine.dispose()

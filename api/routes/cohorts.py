@@ -1,4 +1,4 @@
-"""Scored cohorts and their students, a page at a time."""
+"""Scored cohorts, their students and their alerts, a page at a time."""
 
 from typing import Annotated, Any
 
@@ -6,12 +6,12 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api import answers, lookups
 from api.champions import point_key
-from api.cursors import decode_cursor, encode_cursor
+from api.cursors import decode_alert_cursor, decode_cursor, encode_alert_cursor, encode_cursor
 from api.deps import ApiState, KeyFirstRoute, ReadKey, State
 from api.errors import AUTH, problems
-from api.models import CohortList, CohortPage, Tier
+from api.models import AlertPage, CohortList, CohortPage, Tier
 from api.routes.params import CohortName, PointQuery
-from risk_model import store
+from risk_model import advising, store
 
 
 def latest_point(api: ApiState, cohort: str) -> str:
@@ -57,5 +57,31 @@ def router(max_page_size: int) -> APIRouter:
         """A cohort's students, highest risk first (ties by student id), one page per call. Audited."""
         after = decode_cursor(cursor) if cursor else None
         return cohort_page(api, key.id, cohort, point, limit, tier=tier, min_probability=min_probability, after=after)
+
+    @cohorts_router.get("/{cohort}/alerts", response_model=AlertPage, responses=AUTH)
+    def cohort_alerts(
+        api: State,
+        key: ReadKey,
+        cohort: CohortName,
+        point: PointQuery = None,
+        limit: Limit = 100,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+    ) -> AlertPage:
+        """A cohort's alerts (risk jumped since the student's previous point): newest first, then the largest
+        rise, ties by student id; one page per call (?point= for one point's alerts). Audited."""
+        after = decode_alert_cursor(cursor) if cursor else None
+        rows = advising.alert_page(api.engine, cohort, limit=limit, point=point, after=after)
+        lookups.audit_now(
+            api.engine,
+            api.audit,
+            [store.audit_row(key.id, "alerts", r["student_id"], cohort, r["point"]) for r in rows],
+        )
+        last = rows[-1] if len(rows) == limit else None
+        next_cursor = None
+        if last:
+            next_cursor = encode_alert_cursor(
+                answers.utc(last["created_at"]) or last["created_at"], last["rise"], last["student_id"]
+            )
+        return AlertPage(cohort=cohort, alerts=[answers.alert(r) for r in rows], next_cursor=next_cursor)
 
     return cohorts_router

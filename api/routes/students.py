@@ -1,13 +1,15 @@
-"""A student's stored risk score."""
+"""A student's stored risk score, and everything the loop knows about them."""
 
 from fastapi import APIRouter, HTTPException
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from api import answers, lookups
 from api.deps import KeyFirstRoute, ReadKey, State
 from api.errors import AUTH, problems
-from api.models import StudentRisk
+from api.models import StudentDetail, StudentRisk
 from api.routes.params import CohortQuery, PointQuery, StudentId
+from risk_model import advising, store
 
 router = APIRouter(prefix="/v1/students", tags=["students"], route_class=KeyFirstRoute)
 
@@ -28,3 +30,23 @@ async def student_risk(
     labels = api.champions.metadata(row["point"], row["model_version"]).get("feature_labels", {})
     body = answers.student_risk(student_id, row, labels)
     return Response(body.model_dump_json(), media_type="application/json")  # validated once, not again by FastAPI
+
+
+@router.get("/{student_id}", response_model=StudentDetail, responses=problems(404) | AUTH)
+async def student_detail(api: State, key: ReadKey, student_id: StudentId) -> Response:
+    """A student's score at every stored point (history), their alerts and the interventions recorded. Audited."""
+
+    def read() -> dict:
+        history = advising.student_history(api.engine, student_id)
+        lookups.audit_now(api.engine, api.audit, [store.audit_row(key.id, "student", student_id, None, None)])
+        return history
+
+    history = await run_in_threadpool(read)
+    if not any(history.values()):
+        raise HTTPException(404, "Nothing stored for this student: no score, alert or intervention.")
+
+    def labels_of(point: str, version: str) -> dict[str, str]:
+        return api.champions.metadata(point, version).get("feature_labels", {})
+
+    body = answers.student_detail(student_id, history, labels_of)
+    return Response(body.model_dump_json(), media_type="application/json")
