@@ -66,6 +66,8 @@ def category_text(value: object) -> str | None:
 def number(value: object) -> float:
     """A numeric cell as a float (NaN when empty); ValueError for anything else that is not a number,
     as `pd.to_numeric` reads it: ASCII digits, no `_` separators, the text 'nan' is not a number."""
+    if type(value) is float:  # the usual cell of a request, NaN included
+        return value
     if missing(value):
         return float("nan")
     if isinstance(value, str):
@@ -224,9 +226,9 @@ def check_records(
     and categories as text, numbers as floats (NaN when unknown). On any problem the frame path runs,
     so the ContractError is `validate`'s own: every problem in one message, in the same words."""
     c = contract
-    extra_sensitive = [s for s in c.sensitive_columns if s not in c.categorical + c.numeric_features]
-    required = list(dict.fromkeys([c.id_column, c.cohort_column, *c.features, *c.sensitive_columns]))
-    known = set(required)
+    id_col, cohort_col, numeric = c.id_column, c.cohort_column, c.numeric_features
+    texts = c.categorical + [s for s in c.sensitive_columns if s not in c.categorical + numeric]
+    known = set(dict.fromkeys([id_col, cohort_col, *c.features, *c.sensitive_columns]))
     accepted = None
     if allowed_cohorts is not None or c.cohort_order is not None:
         accepted = {str(a) for a in (allowed_cohorts if allowed_cohorts is not None else c.cohort_order or [])}
@@ -237,7 +239,7 @@ def check_records(
         if len(record) != len(known) or not known.issuperset(record):  # missing or unexpected columns
             ok = False
             break
-        sid, cohort = key_text(record[c.id_column]), key_text(record[c.cohort_column])
+        sid, cohort = key_text(record[id_col]), key_text(record[cohort_col])
         if sid is None or cohort is None:
             ok = False
             break
@@ -246,16 +248,16 @@ def check_records(
             ok = False
             break
         seen.add((cohort, sid))
-        row = {c.id_column: sid, c.cohort_column: cohort}
+        row = {id_col: sid, cohort_col: cohort}
         try:
-            for col in c.numeric_features:
+            for col in numeric:
                 row[col] = x = number(record[col])
                 if math.isinf(x):
                     raise ValueError(col)
         except (TypeError, ValueError):
             ok = False
             break
-        for col in c.categorical + extra_sensitive:
+        for col in texts:
             row[col] = category_text(record[col])
         out.append(row)
     if ok:
