@@ -17,7 +17,6 @@ from api.models import ScoredRecord, ScoreResponse
 from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.registry import Bundle, RegistryError
 from risk_model.schema import ContractError, check_records
-from risk_model.score import record_codes, score_rows, unseen_lines
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,8 @@ def score_records(api: ApiState, records: list[dict[str, Any]], point: str | Non
 
     Records go the per-record way (`check_records`, `score_rows`: a NumPy array in the booster's feature
     order), not the frame path built for files; both give the same probabilities and factors."""
+    from risk_model.score import record_codes, score_rows, unseen_lines
+
     point, bundle = champion_for(api, point)
     contract = api.champions.derived(bundle, "contract", contract_of)
     rows = checked_records(api.champions.derived(bundle, "records", record_validator), contract, records)
