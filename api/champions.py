@@ -7,7 +7,6 @@ remembered with its reason for /ready, and leaves the old one serving. Metadata 
 versions never change.
 """
 
-import hashlib
 import json
 import logging
 import math
@@ -16,7 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -96,8 +94,7 @@ class Champions:
             if entry is not None and entry[1].version == version:
                 bundle = entry[1]
             else:
-                check_model_file(self.registry.root / point / "versions" / str(version))
-                bundle = self.registry.load(version, point=point)
+                bundle = self.registry.load(version, point=point)  # refuses damaged files before LightGBM reads them
                 check_features(bundle)
         except LOAD_ERRORS as exc:
             reason = f"{type(exc).__name__}: {exc}"[:300]
@@ -145,25 +142,6 @@ class Champions:
 
 
 LOAD_ERRORS = (RegistryError, OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError)
-
-
-def check_model_file(path: Path) -> None:
-    """Refuse a damaged model.txt before LightGBM reads it: LightGBM aborts the whole process
-    (SIGABRT, not an exception) on a truncated file. The sha256 in metadata.json is checked when
-    the version records one (`checksums`, as `Registry.save` writes them on branch `safety`; its
-    `Registry.load` checks them too once merged); a file cut short is refused either way."""
-    data = (path / "model.txt").read_bytes()
-    checksums = json.loads((path / "metadata.json").read_text()).get("checksums") or {}
-    expected = checksums.get("model.txt") if isinstance(checksums, dict) else None
-    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-        raise RegistryError(f"model.txt of {path.name} does not match the sha256 in its metadata.json.")
-    last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    if (
-        b"\nend of trees\n" not in data
-        or b"\nend of parameters\n" not in data
-        or not last.startswith(b"pandas_categorical:")
-    ):
-        raise RegistryError(f"model.txt of {path.name} is incomplete (cut short?).")
 
 
 def check_features(bundle: Bundle) -> None:
