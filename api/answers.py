@@ -5,6 +5,7 @@ import math
 from datetime import UTC, datetime
 
 import pandas as pd
+from pydantic_core import to_json
 
 from api.champions import natural_key, point_key
 from api.models import (
@@ -37,14 +38,12 @@ def factors(stored: list[dict], labels: dict[str, str]) -> list[Factor]:
     """Stored top factors in the words made when the student was scored (label, the student's value, a
     typical value, the direction: `risk_model.explain`); scores stored before those words existed get
     the label and direction only."""
-    return [
-        Factor(
-            feature=f["feature"],
-            direction=f["direction"],
-            label=f.get("text") or f"{labels.get(f['feature'], f['feature'].replace('_', ' '))} {f['direction']} risk",
-        )
-        for f in stored
-    ]
+    return [Factor(feature=f["feature"], direction=f["direction"], label=factor_label(f, labels)) for f in stored]
+
+
+def factor_label(f: dict, labels: dict[str, str]) -> str:
+    """A stored factor's words, or its feature's label and direction."""
+    return f.get("text") or f"{labels.get(f['feature'], f['feature'].replace('_', ' '))} {f['direction']} risk"
 
 
 def utc(t: datetime | None) -> datetime | None:
@@ -114,6 +113,27 @@ def student_detail(student_id: str, history: dict[str, list[dict]], labels_of) -
         for r in history["interventions"]
     ]
     return StudentDetail(student_id=student_id, scores=scores, alerts=alerts, interventions=done)
+
+
+def student_risk_json(student_id: str, row: dict, labels: dict[str, str]) -> bytes:
+    """`student_risk(...)` as JSON, written straight from the row: the same document without building the
+    pydantic models (the hot path; the store wrote the row, so it needs no validation)."""
+    return to_json(
+        {
+            "student_id": student_id,
+            "cohort": row["cohort"],
+            "point": row["point"],
+            "probability": float(row["probability"]),
+            "tier": row["tier"],
+            "rank": int(row["rank"]),
+            "factors": [
+                {"feature": f["feature"], "direction": f["direction"], "label": factor_label(f, labels)}
+                for f in row["factors"]
+            ],
+            "model_version": row["model_version"],
+            "scored_at": utc(row["scored_at"]),
+        }
+    )
 
 
 def cohort_list(rows: list[dict]) -> CohortList:

@@ -62,7 +62,13 @@ def get_state(request: Request) -> ApiState:
     return request.app.state.api
 
 
-State = Annotated[ApiState, Depends(get_state)]
+async def state_of(request: Request) -> ApiState:
+    """`get_state` as a dependency: async, so FastAPI calls it in the event loop, not in a worker thread
+    (a sync dependency costs every request a thread hop, which under load meant waiting for the GIL)."""
+    return request.app.state.api
+
+
+State = Annotated[ApiState, Depends(state_of)]
 
 _key_header = APIKeyHeader(
     name="X-API-Key",

@@ -4,7 +4,7 @@ import logging
 from typing import Any
 
 import lightgbm as lgb
-import pandas as pd
+import numpy as np
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
@@ -16,7 +16,7 @@ from api.deps import ApiState
 from api.models import ScoredRecord, ScoreResponse
 from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.registry import Bundle, RegistryError
-from risk_model.schema import ContractError, validate
+from risk_model.schema import ContractError, check_records
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,11 @@ def champion_for(api: ApiState, point: str | None) -> tuple[str, Bundle]:
     raise HTTPException(404, f"No champion model for prediction point {point!r}.")
 
 
-def checked_frame(validator: TypeAdapter, contract: DatasetContract, records: list[dict[str, Any]]) -> pd.DataFrame:
-    """The records as a validated frame; 422 naming record and field, never echoing a value."""
+def checked_records(
+    validator: TypeAdapter, contract: DatasetContract, records: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The records typed and checked (`schema.check_records`, no frame for the usual valid request); 422
+    naming record and field, never echoing a value, or with the contract's message (all problems at once)."""
     try:
         rows = validator.validate_python(records)
     except ValidationError as exc:
@@ -52,23 +55,25 @@ def checked_frame(validator: TypeAdapter, contract: DatasetContract, records: li
                 for e in exc.errors(include_url=False, include_context=False, include_input=False)
             ]
         ) from None
-    frame = pd.DataFrame([r.model_dump(by_alias=True) for r in rows])
     try:
-        return validate(frame, contract, stage="score", source="request")
+        return check_records([r.model_dump(by_alias=True) for r in rows], contract, source="request")
     except ContractError as exc:
         raise bad_input(("body", "records"), str(exc), "contract") from None
 
 
 def score_records(api: ApiState, records: list[dict[str, Any]], point: str | None, with_factors: bool) -> ScoreResponse:
-    """Score records with the point's champion; tiers by the newest stored cohort's boundaries."""
-    from risk_model.score import score
+    """Score records with the point's champion; tiers by the newest stored cohort's boundaries.
+
+    Records go the per-record way (`check_records`, `score_rows`: a NumPy array in the booster's feature
+    order), not the frame path built for files; both give the same probabilities and factors."""
+    from risk_model.score import record_codes, score_rows, unseen_lines
 
     point, bundle = champion_for(api, point)
     contract = api.champions.derived(bundle, "contract", contract_of)
-    frame = checked_frame(api.champions.derived(bundle, "records", record_validator), contract, records)
-    warnings: list[str] = []
+    rows = checked_records(api.champions.derived(bundle, "records", record_validator), contract, records)
     try:
-        result = score(bundle, frame, contract, ScoringConfig(), factors=with_factors, progress=warnings.append)
+        codes = api.champions.derived(bundle, "codes", record_codes)
+        p, factor_lists, unseen = score_rows(bundle, rows, ScoringConfig(), factors=with_factors, codes=codes)
     except MISMATCH_ERRORS as exc:  # the model and its metadata.json disagree: not the caller's fault
         log.error("Point %s: model %s cannot score (%s)", point, bundle.version, type(exc).__name__)
         raise HTTPException(
@@ -76,22 +81,22 @@ def score_records(api: ApiState, records: list[dict[str, Any]], point: str | Non
         ) from None
     basis, floors = api.tier_floors(point)
     out = []
-    for i, r in enumerate(result.scores.itertuples(index=False)):
-        p = float(r.probability)
-        tier = next((t for t in ("high", "medium") if t in floors and p >= floors[t]), "low" if floors else None)
+    id_column = contract.id_column
+    for i, (row, prob, found) in enumerate(zip(rows, np.round(p, 6).tolist(), factor_lists, strict=True)):
+        tier = next((t for t in ("high", "medium") if t in floors and prob >= floors[t]), "low" if floors else None)
         out.append(
             ScoredRecord(
                 index=i,
-                student_id=r.student_id,
-                probability=p,
+                student_id=row[id_column],
+                probability=prob,
                 tier=tier,
-                factors=factors(r.factors, contract.feature_labels),
+                factors=factors(found, contract.feature_labels),
             )
         )
     return ScoreResponse(
         model_version=bundle.version,
         point=point,
-        warnings=warnings,
+        warnings=unseen_lines(unseen),
         results=out,
         tier_basis=f"tier boundaries of cohort {basis} (point {point})" if floors else None,
     )

@@ -151,7 +151,8 @@ def start_server(app: str, env: dict, port: int, workers: int, factory: bool = T
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/health" if "risk_model" in app else f"http://127.0.0.1:{port}/ping", timeout=2
+                f"http://127.0.0.1:{port}/health" if app.startswith("api.") else f"http://127.0.0.1:{port}/ping",
+                timeout=2,
             ):
                 return proc
         except OSError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pandas as pd
 
 from risk_model.config import DatasetContract
@@ -63,3 +64,45 @@ def lightgbm_names(columns: list[str]) -> list[str]:
 def to_lightgbm(X: pd.DataFrame) -> pd.DataFrame:
     """`X` with the column names LightGBM accepts (`lightgbm_names`); values and order unchanged."""
     return X.set_axis(lightgbm_names(list(X.columns)), axis=1)
+
+
+def category_codes(
+    levels: dict[str, list[str]], trained: list[list] | None, categorical: list[str]
+) -> dict[str, dict[str, int]]:
+    """Per categorical feature, the code LightGBM reads for each training level of a frame from
+    `build_features`: its place among the categories the booster was trained with (`trained`, the booster's
+    `pandas_categorical`, one list per categorical column in feature order; None: `levels` as they are)."""
+    codes = {}
+    for i, col in enumerate(categorical):
+        order = list(trained[i]) if trained else list(levels[col])
+        place = {v: k for k, v in enumerate(order)}
+        codes[col] = {v: place[v] for v in levels[col] if v in place}
+    return codes
+
+
+def feature_matrix(
+    rows: list[dict],
+    features: list[str],
+    codes: dict[str, dict[str, int]],
+    fill: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checked records (`schema.check_records`) as LightGBM reads `fill_unlearned(build_features(...))`:
+    float64 in `features` order, categories as their training codes (`category_codes`; unseen or missing:
+    NaN), missing numbers of features never missing in training as the training median. Also the values
+    as factors show them (`build_features`' values: before the fill, an unseen category missing)."""
+    n, nan = len(rows), float("nan")
+    X = np.empty((n, len(features)), dtype=np.float64)
+    shown = np.empty((n, len(features)), dtype=object)
+    for j, col in enumerate(features):
+        values = [r[col] for r in rows]
+        if col in codes:
+            known = codes[col]
+            X[:, j] = [known.get(v, nan) if v is not None else nan for v in values]
+            shown[:, j] = [v if v in known else nan for v in values]
+        else:
+            X[:, j] = values
+            shown[:, j] = X[:, j]
+            if col in fill:
+                column = X[:, j]
+                column[np.isnan(column)] = fill[col]
+    return X, shown

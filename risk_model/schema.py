@@ -12,8 +12,9 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,64 @@ class ContractError(ValueError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or [message]
+
+
+# --- the per-value rules: the frame path (`validate`) and the per-record path (`check_records`) both call these
+
+
+def missing(value: object) -> bool:
+    """A cell with nothing in it: None, NaN or pandas' NA (not blank text: see `key_text`)."""
+    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+
+
+def key_text(value: object) -> str | None:
+    """An id or cohort cell as text without surrounding spaces; None when empty or blank."""
+    if missing(value):
+        return None
+    return str(value).strip() or None
+
+
+def category_text(value: object) -> str | None:
+    """A category cell as text without surrounding spaces (a number sent for a category reads as its text)."""
+    return None if missing(value) else str(value).strip()
+
+
+def number(value: object) -> float:
+    """A numeric cell as a float (NaN when empty); ValueError for anything else that is not a number,
+    as `pd.to_numeric` reads it: ASCII digits, no `_` separators, the text 'nan' is not a number."""
+    if type(value) is float:  # the usual cell of a request, NaN included
+        return value
+    if missing(value):
+        return float("nan")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return float("nan")
+        if not text.isascii() or "_" in text or text.lstrip("+-").lower() == "nan":
+            raise ValueError(f"not a number: {text!r}")
+        return float(text)
+    return float(value)  # type: ignore[arg-type]
+
+
+def cohort_text(value: str) -> str:
+    """A cohort written as a decimal (2025.0, from a spreadsheet) read as the whole number (2025)."""
+    return re.sub(r"\.0+$", "", value).lstrip("+") if _FLOAT_INT.match(value) else value
+
+
+def cohort_ok(value: str) -> bool:
+    """Whether text can name a cohort (it names folders and files later): printable and short."""
+    return value.isprintable() and len(value) <= COHORT_MAX_LENGTH
+
+
+def _each(s: pd.Series, rule: Callable[[object], object]) -> pd.Series:
+    """`rule` applied to each cell, computed once per distinct value (ids are few columns, categories repeat)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    if s.dtype == object and len({type(u) for u in uniques}) > 1:  # 1 == 1.0 == True: keep them apart
+        return pd.Series([rule(v) for v in s.tolist()], index=s.index, dtype=object)
+    results = np.empty(len(uniques) + 1, dtype=object)
+    results[:-1] = [rule(u) for u in uniques]
+    results[-1] = rule(None)  # code -1: missing
+    return pd.Series(results[codes], index=s.index, dtype=object)
 
 
 def read_table(
@@ -109,10 +168,10 @@ def validate(
     for col in [c.id_column, c.cohort_column]:
         if col not in present:
             continue
-        missing = out[col].isna() | (out[col].astype(str).str.strip() == "")
+        out[col] = _each(out[col], key_text)
+        missing = out[col].isna()
         if missing.any():
             problems.append(f"column {col!r} is empty at {_rows(out, missing, source)}. Every row needs a {col}.")
-        out[col] = out[col].astype(str).str.strip().where(~missing, None)
 
     if c.cohort_column in present:
         _check_cohorts(out, c, source, allowed_cohorts, problems, notes)
@@ -137,7 +196,7 @@ def validate(
                 out[col] = _numeric(out[col], col, out, source, problems)
         for col in c.categorical + [s for s in c.sensitive_columns if s not in c.categorical + c.numeric_features]:
             if col in present:
-                out[col] = out[col].astype("string").str.strip().astype(object).where(out[col].notna(), None)
+                out[col] = _each(out[col], category_text)
         notes += _shape_notes(out, c, present)
 
     if stage in ("train", "outcomes") and c.outcome_column in present:
@@ -150,6 +209,65 @@ def validate(
     out = out[keep]
     out.attrs["notes"] = [f"{source}: {n}" for n in notes]
     return out
+
+
+def check_records(
+    records: list[dict],
+    contract: DatasetContract,
+    *,
+    source: str = "input",
+    allowed_cohorts: Iterable[str] | None = None,
+) -> list[dict]:
+    """`validate(..., stage="score")` for records given as dicts (an API request), without a frame.
+
+    The same per-value rules (`key_text`, `cohort_text`, `cohort_ok`, `number`, `category_text`) and
+    checks (columns, empty ids and cohorts, accepted cohorts, a student twice in a cohort, numbers,
+    infinities), record by record. Returns each record with the contract's columns only: ids, cohorts
+    and categories as text, numbers as floats (NaN when unknown). On any problem the frame path runs,
+    so the ContractError is `validate`'s own: every problem in one message, in the same words."""
+    c = contract
+    id_col, cohort_col, numeric = c.id_column, c.cohort_column, c.numeric_features
+    texts = c.categorical + [s for s in c.sensitive_columns if s not in c.categorical + numeric]
+    known = set(dict.fromkeys([id_col, cohort_col, *c.features, *c.sensitive_columns]))
+    accepted = None
+    if allowed_cohorts is not None or c.cohort_order is not None:
+        accepted = {str(a) for a in (allowed_cohorts if allowed_cohorts is not None else c.cohort_order or [])}
+    out: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    ok = bool(records)
+    for record in records:
+        if len(record) != len(known) or not known.issuperset(record):  # missing or unexpected columns
+            ok = False
+            break
+        sid, cohort = key_text(record[id_col]), key_text(record[cohort_col])
+        if sid is None or cohort is None:
+            ok = False
+            break
+        cohort = cohort_text(cohort)
+        if not cohort_ok(cohort) or (accepted is not None and cohort not in accepted) or (cohort, sid) in seen:
+            ok = False
+            break
+        seen.add((cohort, sid))
+        row = {id_col: sid, cohort_col: cohort}
+        try:
+            for col in numeric:
+                row[col] = x = number(record[col])
+                if math.isinf(x):
+                    raise ValueError(col)
+        except (TypeError, ValueError):
+            ok = False
+            break
+        for col in texts:
+            row[col] = category_text(record[col])
+        out.append(row)
+    if ok:
+        return out
+    frame = validate(pd.DataFrame(records), c, stage="score", source=source, allowed_cohorts=allowed_cohorts)
+    # no problem after all (a rule here stricter than the frame's): the frame's values
+    return [
+        {k: (None if missing(v) and k not in c.numeric_features else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
 
 
 def _message(source: str, problems: list[str]) -> str:
@@ -252,14 +370,14 @@ def _check_cohorts(
     floats = text.map(lambda v: bool(_FLOAT_INT.match(v)))
     if floats.any():
         seen = sorted(text[floats].unique())[:_SHOW]
-        out.loc[floats, col] = text[floats].str.replace(r"\.0+$", "", regex=True).str.lstrip("+")
+        out.loc[floats, col] = text[floats].map(cohort_text)
         notes.append(
             f"column {col!r} writes cohort(s) {seen} as decimals at {_rows(out, floats, source)}; read as whole "
             "numbers (2025.0 is cohort 2025). Export the column as text or whole numbers to silence this."
         )
         cohorts = out[col]
         text = pd.Series(["" if pd.isna(v) else str(v) for v in cohorts], index=cohorts.index, dtype=object)
-    bad = cohorts.notna() & text.map(lambda v: not v.isprintable() or len(v) > COHORT_MAX_LENGTH)
+    bad = cohorts.notna() & ~text.map(cohort_ok)
     if bad.any():
         values = [v if len(v) <= 40 else v[:37] + "..." for v in sorted(text[bad].unique())[:_SHOW]]
         problems.append(
@@ -311,7 +429,7 @@ def _shape_notes(out: pd.DataFrame, c: DatasetContract, present: set[str]) -> li
 
 
 def _numeric(s: pd.Series, col: str, df: pd.DataFrame, source: str, problems: list[str]) -> pd.Series:
-    values = pd.to_numeric(s, errors="coerce").astype("float64")
+    values = pd.to_numeric(s, errors="coerce").astype("float64")  # vectorised `number`: same values (tested)
     bad = values.isna() & s.notna() & (s.astype(str).str.strip() != "")
     if bad.any():
         examples = s[bad].astype(str).unique()[:_SHOW].tolist()

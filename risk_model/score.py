@@ -8,6 +8,7 @@ than a plain predict, so it runs in chunks with progress, and can be skipped.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import pandas as pd
 from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.estimate import expected_performance
 from risk_model.explain import factor_text, format_value, typical_values
-from risk_model.features import build_features, fill_unlearned, to_lightgbm
+from risk_model.features import build_features, category_codes, feature_matrix, fill_unlearned, to_lightgbm
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
 from risk_model.train import blend_raw
@@ -66,10 +67,19 @@ def top_factors(
 ) -> list[list[dict]]:
     """Per row, the n features with the largest |contribution|, with direction, value and (given
     `describe`) the factor in plain words."""
-    names = list(X.columns)
+    return factors_of(contrib, list(X.columns), X.astype(object).to_numpy(), n, describe)
+
+
+def factors_of(
+    contrib: np.ndarray,
+    names: list[str],
+    values: np.ndarray,
+    n: int,
+    describe: Callable[[dict], str] | None = None,
+) -> list[list[dict]]:
+    """`top_factors` from feature names and a row-by-feature array of the values shown (object)."""
     c = contrib[:, :-1]  # last column is the expected value
     top = np.argsort(-np.abs(c), axis=1)[:, :n]
-    values = X.astype(object).to_numpy()
     out = []
     for i, idx in enumerate(top):
         row = []
@@ -138,6 +148,49 @@ def probabilities(
     return p, factor_lists
 
 
+def unseen_lines(unseen: dict[str, dict[str, int]]) -> list[str]:
+    """What a run says of categories never seen in training (`schema.unseen_categories`)."""
+    return [
+        f"Column {col!r}: {sum(values.values())} student(s) with categories never seen in training "
+        f"{sorted(values)[:5]}; scored as 'unknown'."
+        for col, values in unseen.items()
+    ]
+
+
+def record_codes(bundle: Bundle) -> dict[str, dict[str, int]]:
+    """The training code of each category level of a model (`features.category_codes`); once per model."""
+    categorical = [f for f in bundle.features if f in bundle.levels]
+    return category_codes(bundle.levels, getattr(bundle.booster, "pandas_categorical", None), categorical)
+
+
+def score_rows(
+    bundle: Bundle,
+    rows: list[dict],
+    s: ScoringConfig,
+    *,
+    factors: bool = True,
+    codes: dict[str, dict[str, int]] | None = None,
+) -> tuple[np.ndarray, list[list[dict]], dict[str, dict[str, int]]]:
+    """`probabilities` and the unseen categories of a few checked records (`schema.check_records`) without
+    a frame: the model input is a NumPy array in the booster's feature order (`features.feature_matrix`),
+    the same numbers LightGBM reads from `build_features`' frame, so the same probabilities and factors.
+    `codes`: `record_codes(bundle)`, computed once by a caller that scores often."""
+    codes = record_codes(bundle) if codes is None else codes
+    unseen: dict[str, dict[str, int]] = {}
+    for col, known in codes.items():
+        new = Counter(r[col] for r in rows if r[col] is not None and r[col] not in known)
+        if new:
+            unseen[col] = {str(k): int(v) for k, v in new.most_common()}
+    X, shown = feature_matrix(rows, bundle.features, codes, bundle.fill)
+    threads = 1 if len(X) < CHUNK else 0
+    p = bundle.calibrator(bundle.booster.predict(X, raw_score=True, num_threads=threads))
+    factor_lists: list[list[dict]] = [[] for _ in range(len(X))]
+    if factors and s.n_factors:
+        contrib = bundle.booster.predict(X, pred_contrib=True, num_threads=threads)
+        factor_lists = factors_of(contrib, bundle.features, shown, s.n_factors, describer(bundle))
+    return np.asarray(p, dtype=float), factor_lists, unseen
+
+
 def score(
     bundle: Bundle,
     df: pd.DataFrame,
@@ -149,11 +202,8 @@ def score(
 ) -> ScoreResult:
     """Score a validated intake with a loaded model bundle."""
     unseen = unseen_categories(df, bundle.levels)
-    for col, values in unseen.items():
-        progress(
-            f"Column {col!r}: {sum(values.values())} student(s) with categories never seen in training "
-            f"{sorted(values)[:5]}; scored as 'unknown'."
-        )
+    for line in unseen_lines(unseen):
+        progress(line)
     p, factor_lists = probabilities(bundle, df, contract, s, factors=factors, progress=progress)
     return assemble(bundle, df, contract, s, p, factor_lists, unseen)
 

@@ -242,7 +242,7 @@ def test_scoring_error_from_the_model_is_503_and_logged(api, monkeypatch, caplog
     def mismatch(*args, **kwargs):
         raise ValueError("The number of features in data (9) is not the same as it was in training data (10).")
 
-    monkeypatch.setattr(risk_model.score, "score", mismatch)
+    monkeypatch.setattr(risk_model.score, "score_rows", mismatch)  # what POST /v1/score calls
     r = api.post("/v1/score", json={"records": records(api.world, 1)})
     version = Registry(api.settings.registry_dir).champion()
     assert r.status_code == 503

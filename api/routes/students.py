@@ -28,8 +28,7 @@ async def student_risk(
         )
     row = answers.latest(rows)
     labels = api.champions.metadata(row["point"], row["model_version"]).get("feature_labels", {})
-    body = answers.student_risk(student_id, row, labels)
-    return Response(body.model_dump_json(), media_type="application/json")  # validated once, not again by FastAPI
+    return Response(answers.student_risk_json(student_id, row, labels), media_type="application/json")
 
 
 @router.get("/{student_id}", response_model=StudentDetail, responses=problems(404) | AUTH)
