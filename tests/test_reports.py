@@ -478,32 +478,32 @@ def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, 
     from cli.main import app
     from risk_model.demo import example_config
 
-    DEMO_CONFIG = example_config("demo")  # noqa: N806 - main's CLI no longer exports it (examples moved into the package)
+    demo_config_path = example_config("demo")
     from flows.pipeline import outcomes_flow, report_flow
 
     home, intake, outcomes = _copy(built_reports["planted"], tmp_path / "planted")
-    state = outcomes_flow(str(DEMO_CONFIG), str(outcomes), str(home), "2023", str(intake), return_state=True)
+    state = outcomes_flow(str(demo_config_path), str(outcomes), str(home), "2023", str(intake), return_state=True)
     assert state.name == "Warning" and state.is_completed()
     assert "Performance dropped" in state.message
     out = state.result()
     assert {r["report"] for r in out} == {"outcomes", "generalization", "fairness"}
     assert (home / "reports" / "index.html").exists()
-    state = report_flow(str(DEMO_CONFIG), str(intake), str(home), "2023", return_state=True)
+    state = report_flow(str(demo_config_path), str(intake), str(home), "2023", return_state=True)
     assert state.name == "Warning"
     assert {r["report"] for r in state.result()} == set(REPORTS)
 
     result = CliRunner().invoke(
         app,
-        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(DEMO_CONFIG), "--home", str(home), "--strict"],
+        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(demo_config_path), "--home", str(home), "--strict"],
     )
     assert result.exit_code == 3, result.output
     assert "Performance dropped" in result.output
 
     home, intake, outcomes = _copy(built_reports["clean"], tmp_path / "clean")
-    state = report_flow(str(DEMO_CONFIG), str(intake), str(home), "2023", return_state=True)
+    state = report_flow(str(demo_config_path), str(intake), str(home), "2023", return_state=True)
     assert state.name == "Completed", state.message
     result = CliRunner().invoke(
         app,
-        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(DEMO_CONFIG), "--home", str(home), "--strict"],
+        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(demo_config_path), "--home", str(home), "--strict"],
     )
     assert result.exit_code == 0, result.output
