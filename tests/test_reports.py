@@ -494,7 +494,17 @@ def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, 
 
     result = CliRunner().invoke(
         app,
-        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(demo_config_path), "--home", str(home), "--strict"],
+        [
+            "outcomes",
+            "--cohort",
+            "2023",
+            str(outcomes),
+            "--config",
+            str(demo_config_path),
+            "--home",
+            str(home),
+            "--strict",
+        ],
     )
     assert result.exit_code == 3, result.output
     assert "Performance dropped" in result.output
@@ -504,6 +514,16 @@ def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, 
     assert state.name == "Completed", state.message
     result = CliRunner().invoke(
         app,
-        ["outcomes", "--cohort", "2023", str(outcomes), "--config", str(demo_config_path), "--home", str(home), "--strict"],
+        [
+            "outcomes",
+            "--cohort",
+            "2023",
+            str(outcomes),
+            "--config",
+            str(demo_config_path),
+            "--home",
+            str(home),
+            "--strict",
+        ],
     )
     assert result.exit_code == 0, result.output
