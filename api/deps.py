@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.concurrency import run_in_threadpool
@@ -165,7 +165,7 @@ class KeyFirstRoute(APIRoute):
             return handler
 
         async def key_then_body(request: Request) -> Any:
-            request.state.api_key = await check_key(request, request.headers.get("X-API-Key"), scope)
+            request.state.api_key = await check_key(request, request.headers.get("X-API-Key"), cast(keys.Scope, scope))
             return await handler(request)
 
         return key_then_body

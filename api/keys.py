@@ -13,7 +13,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Engine, insert, select, update
 
@@ -52,7 +52,7 @@ def create_key(engine: Engine, *, name: str, scope: str) -> tuple[ApiKey, str]:
     if not name.strip():
         raise ValueError("a key needs a name saying who uses it, e.g. --name case-management")
     key = PREFIX + secrets.token_urlsafe(32)
-    row = {
+    row: dict[str, Any] = {
         "name": name.strip(),
         "scope": scope,
         "key_hash": hash_key(key),

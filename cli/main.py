@@ -14,9 +14,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from risk_model.config import Config, Settings
+    from risk_model.store import Partial
 
 app = typer.Typer(
     help="Tell which incoming students are likely to struggle, and prove each year that the model "
@@ -107,7 +111,7 @@ def _job(flow_name: str, flow_args: tuple, direct: Callable[[], Any]) -> Any:
         _fail(exc)
 
 
-def _loaded(config: Path, home: Path | None):
+def _loaded(config: Path, home: Path | None) -> tuple[Config, Settings]:
     """The settings file and the runtime settings, as the flows load them."""
     from risk_model.config import Settings, load_config
 
@@ -201,6 +205,7 @@ def demo(
     d.history.to_csv(paths["history"], index=False)
     d.intake.to_csv(paths["intake"], index=False)
     d.outcomes.to_csv(paths["outcomes"], index=False)
+    assert d.activity is not None  # make_demo makes one unless asked not to
     d.activity.to_parquet(data_dir / "activity.parquet", index=False)  # read by risk_model/examples/demo_activity.toml
     typer.echo(
         f"Demo data: {len(d.history)} past students ({d.history.cohort.nunique()} cohorts), "
@@ -286,7 +291,7 @@ def score(
     A file lacking some students of a cohort already scored is refused unless --merge or --replace."""
     if merge and replace:
         _fail(ValueError("--merge and --replace exclude each other: choose one."))
-    partial = "merge" if merge else "replace" if replace else "refuse"
+    partial: Partial = "merge" if merge else "replace" if replace else "refuse"
     from flows import steps
 
     out = _job(
@@ -471,7 +476,7 @@ def deploy(
         "yearly_cron": yearly_cron,
         "term_cron": term_cron,
     }
-    settings = DeploySettings(**{k: v for k, v in given.items() if v is not None})
+    settings = DeploySettings.model_validate({k: v for k, v in given.items() if v is not None})
     from flows.deploy import register
 
     try:

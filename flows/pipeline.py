@@ -16,6 +16,7 @@ from flows import steps
 from flows.settings import run_settings
 from risk_model import store
 from risk_model.config import Config, Settings, load_config
+from risk_model.store import Partial
 
 
 def _setup(config_path: str, home: str | None) -> tuple[Config, Settings]:
@@ -181,7 +182,7 @@ def score_flow(
     home: str | None = None,
     cohort: str | None = None,
     factors: bool = True,
-    partial: str = "refuse",
+    partial: Partial = "refuse",
 ) -> list[dict]:
     """Score a new intake with each point's champion and store the scores. When the store holds students
     of the cohort the file lacks, `partial` says what to do: "refuse" (default), "merge" or "replace"."""

@@ -216,7 +216,7 @@ def generalization_report(
 
     if outcomes is not None:  # the outcomes report already measured this cohort: reuse its numbers
         bundle = Registry(settings.registry_dir).load(outcomes["model_version"], point=point, contract=config.dataset)
-        new = _new_cohort_from_outcomes(outcomes, cohort)
+        new: dict | None = _new_cohort_from_outcomes(outcomes, cohort)
     else:
         scores, recorded = _scored(settings, cohort, point)
         bundle = _scoring_bundle(settings, config, scores, point)

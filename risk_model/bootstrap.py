@@ -131,7 +131,7 @@ def bootstrap_metrics(
     boot = {name: np.concatenate(v) for name, v in draws.items()}
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
 
-    def interval(values: np.ndarray) -> tuple[float, float]:
+    def interval(values: np.ndarray) -> tuple:
         values = values[np.isfinite(values)] if values.ndim == 1 else values
         if values.size == 0:
             return float("nan"), float("nan")

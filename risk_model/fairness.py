@@ -88,7 +88,7 @@ def group_table(
         rng = np.random.default_rng(seed)
         rows = np.concatenate(
             [
-                idx if len(idx) <= cap else rng.choice(idx, cap, replace=False)
+                idx if cap is None or len(idx) <= cap else rng.choice(idx, cap, replace=False)
                 for idx in (np.flatnonzero(g == name) for name in full.index)
             ]
         )

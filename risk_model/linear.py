@@ -11,6 +11,7 @@ clipped at 5 SD; categories seen at least `min_count` times get a one-hot column
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -53,7 +54,7 @@ class LinearPart:
         numeric: list[str],
         categorical: list[str],
         *,
-        monotone: dict[str, int] | None = None,
+        monotone: Mapping[str, int] | None = None,
         min_count: int = 20,
     ) -> LinearPart:
         """Fit on a `build_features` frame; C=0.5 as the project's logistic baseline.

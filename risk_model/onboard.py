@@ -189,12 +189,13 @@ def _is_code(c: _Col) -> bool:
     """Whole numbers that look like codes: a code-like name, or few values spread far apart (33, 171, 9500)."""
     if not c.whole or c.distinct < 3:
         return False
+    assert c.numbers is not None  # c.whole says every value is a number
     span = c.numbers.max() - c.numbers.min() + 1
     return bool((_CODE.search(c.name) and c.distinct <= 100) or (c.distinct <= 60 and span > 3 * c.distinct))
 
 
 def _sensitive_note(c: _Col) -> str:
-    if c.whole and c.distinct > 12:
+    if c.whole and c.distinct > 12 and c.numbers is not None:
         return (
             f"sensitive (by its name); numbers {_num(c.numbers.min())} to {_num(c.numbers.max())}, banded below for "
             "fairness groups"

@@ -180,6 +180,8 @@ class Registry:
         tmp = Path(tempfile.mkdtemp(dir=versions, prefix=".tmp-"))
         m = result.model
         m.booster.save_model(str(tmp / "model.txt"))
+        if result.reference is None:
+            raise ValueError("a TrainResult without its reference sample cannot be saved")
         result.reference.to_parquet(tmp / "reference.parquet", index=False)
         metadata = {
             "version": version,

@@ -248,7 +248,7 @@ def check_records(
             ok = False
             break
         seen.add((cohort, sid))
-        row = {id_col: sid, cohort_col: cohort}
+        row: dict[str, object] = {id_col: sid, cohort_col: cohort}
         try:
             for col in numeric:
                 row[col] = x = number(record[col])

@@ -45,7 +45,7 @@ class ForwardCohortSplit:
             yield np.flatnonzero(np.isin(g, cohorts[:i])), np.flatnonzero(g == cohorts[i])
 
 
-def cohort_folds(groups: Sequence, max_folds: int = 10):
+def cohort_folds(groups: Sequence | np.ndarray, max_folds: int = 10):
     """Leave-one-cohort-out up to `max_folds` cohorts, else GroupKFold with `max_folds` folds."""
     n = len(set(np.asarray(groups).tolist()))
     if n < 2:

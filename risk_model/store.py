@@ -567,6 +567,8 @@ def write_scores(
                     scores.c.cohort == cohort, scores.c.point == point, scores.c.student_id.in_(sorted(kept))
                 )
                 others = pd.DataFrame(conn.execute(q).mappings().all(), columns=_SCORE_COLS)
+                if rerank is None:
+                    raise ValueError("merging into a stored cohort needs `rerank` (score.rerank) to re-tier it whole")
                 part = rerank(pd.concat([part[_SCORE_COLS], others], ignore_index=True))
             action = "new" if not stored else "merged" if kept else "replaced"
             conn.execute(delete(scores).where(scores.c.cohort == cohort, scores.c.point == point))

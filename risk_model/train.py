@@ -171,6 +171,7 @@ def select_and_fit(
         search.append({"params": grid_point, "n_trees": n_trees, "cv_auc": float(curve[-1])})
         if best is None or curve[-1] > best[0]:
             best = (curve[-1], params, n_trees, res["cvbooster"])
+    assert best is not None  # the grid has at least one point (TrainingConfig)
     _, params, n_trees, cvbooster = best
     raw = np.empty(len(y))
     for booster, (train_idx, test_idx) in zip(cvbooster.boosters, folds, strict=True):

@@ -18,7 +18,7 @@ def model(api: State, key: ReadKey, point: PointQuery = None) -> ModelInfo:
     latest scored cohort of the point, its performance expected before outcomes and the promise made for it."""
     point = point or api.champions.latest_point()
     bundle = api.champions.get(point) if point else None
-    if bundle is None:
+    if bundle is None or point is None:
         raise HTTPException(404, f"No champion model for prediction point {point!r}.")
     return model_info(
         bundle,

@@ -25,7 +25,7 @@ def readiness(api: ApiState) -> tuple[bool, dict]:
         if (failed := api.champions.failure(p)) is not None
     }
     ok = reachable and bool(champions) and not not_loaded
-    body = {
+    body: dict[str, object] = {
         "status": "ready" if ok else "not ready",
         "store": "ok" if reachable else "unreachable",
         "champions": champions,

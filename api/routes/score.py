@@ -28,7 +28,7 @@ def router(max_records: int) -> APIRouter:
         factors: Factors = True,
     ) -> Response:
         """Score records with the champion model without storing them."""
-        answer = score_records(api, body.records, point, factors)
+        answer = score_records(api, body.records, point, factors)  # type: ignore[attr-defined]
         return Response(answer.model_dump_json(), media_type="application/json")  # validated once, not again
 
     return score_router

@@ -107,7 +107,7 @@ class ActivityLog:
             day_raw = _q(cfg.day_column)
             day = f"CAST(floor(TRY_CAST({day_raw} AS DOUBLE)) AS INTEGER)"
         else:
-            day_raw = _q(cfg.timestamp_column)
+            day_raw = _q(str(cfg.timestamp_column))  # the config requires one of the two
             starts = pd.DataFrame({"c": list(cfg.cohort_start), "s": pd.to_datetime(list(cfg.cohort_start.values()))})
             self.con.register("cohort_start", starts)
             joins += f" LEFT JOIN cohort_start ON cohort_start.c = CAST(src.{_q(cfg.cohort_column)} AS VARCHAR)"
