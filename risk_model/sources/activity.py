@@ -144,7 +144,8 @@ class ActivityLog:
                 "CREATE TEMP TABLE first_touch AS SELECT id, cohort, resource, min(day) AS day FROM ev "
                 "WHERE day IS NOT NULL AND resource IS NOT NULL GROUP BY id, cohort, resource"
             )
-        self.n_rows = self.con.execute("SELECT count(*) FROM ev").fetchone()[0]
+        counted = self.con.execute("SELECT count(*) FROM ev").fetchone()
+        self.n_rows = counted[0] if counted else 0
         self.con.execute("DROP TABLE ev")
 
     def _check_days(self, day_raw: str) -> None:
@@ -152,7 +153,7 @@ class ActivityLog:
         bad = self.con.execute(
             "SELECT count(*), list(day_raw ORDER BY day_raw)[1:5], list(DISTINCT cohort)[1:5] FROM ev WHERE day IS NULL"
         ).fetchone()
-        if bad[0]:
+        if bad and bad[0]:
             col = cfg.day_column or cfg.timestamp_column
             what = "day numbers" if cfg.day_column else "date-times"
             unknown = sorted(set(bad[2]) - set(cfg.cohort_start)) if cfg.timestamp_column else []
