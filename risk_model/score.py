@@ -183,7 +183,13 @@ def score_rows(
             unseen[col] = {str(k): int(v) for k, v in new.most_common()}
     X, shown = feature_matrix(rows, bundle.features, codes, bundle.fill)
     threads = 1 if len(X) < CHUNK else 0
-    p = bundle.calibrator(bundle.booster.predict(X, raw_score=True, num_threads=threads))
+    raw = bundle.booster.predict(X, raw_score=True, num_threads=threads)
+    linear, weight = bundle.linear
+    if linear is not None and weight < 1.0:  # a blended model: the linear part reads the values as given
+        cols = [*linear.numeric, *linear.categorical]
+        given = pd.DataFrame({c: [r[c] for r in rows] for c in cols}).astype({c: "float64" for c in linear.numeric})
+        raw = blend_raw(raw, given, linear, weight)
+    p = bundle.calibrator(raw)
     factor_lists: list[list[dict]] = [[] for _ in range(len(X))]
     if factors and s.n_factors:
         contrib = bundle.booster.predict(X, pred_contrib=True, num_threads=threads)
