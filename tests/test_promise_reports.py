@@ -197,6 +197,7 @@ def test_bench_promise_table_on_backtest_like_predictions(demo_config):
     assert promise_line("2021", y, p, earlier, 10).split()[:2] == ["2021", f"{row['estimate']:.2f}"]
 
 
+@pytest.mark.browser
 def test_pages_with_the_promise_open_cleanly_in_a_browser(promised):
     from test_browser import Browser, chromium_or_fail
 
