@@ -128,6 +128,27 @@ def train_champion(settings) -> tuple[str, list[dict]]:
     return out["version"], json.loads(d.intake.head(1000).to_json(orient="records"))
 
 
+def scratch(cleanup: ExitStack, prefix: str) -> tuple[Path, str]:
+    """A temporary runtime folder and a PostgreSQL store URL on a schema of its own, both removed by `cleanup`."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench_{os.getpid()}"
+    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    admin = create_engine(PG_URL)
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    cleanup.callback(shutil.rmtree, work, True)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    cleanup.callback(admin.dispose)
+
+    @cleanup.callback
+    def drop_schema() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+    return work, url
+
+
 def start_server(app: str, env: dict, port: int, workers: int, factory: bool = True) -> subprocess.Popen:
     cmd = [
         PY,
@@ -239,27 +260,12 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     load_before = os.getloadavg()[0]
 
-    from sqlalchemy import create_engine, text
-
     from api import keys
     from risk_model import store
     from risk_model.config import Settings
 
-    schema = f"bench_{os.getpid()}"
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    admin = create_engine(PG_URL)
     with ExitStack() as cleanup:
-        work = Path(tempfile.mkdtemp(prefix="bench-api-"))
-        cleanup.callback(shutil.rmtree, work, True)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        cleanup.callback(admin.dispose)
-
-        @cleanup.callback
-        def drop_schema() -> None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
+        work, url = scratch(cleanup, "bench-api-")
         settings = Settings(home=work / "runtime", store_url=url)
         t = time.perf_counter()
         version, records = train_champion(settings)
@@ -269,7 +275,7 @@ def main() -> None:
 
         features = Registry(settings.registry_dir).load(version).features
         print(
-            f"loaded {args.students:,} scored students into schema {schema} in "
+            f"loaded {args.students:,} scored students into a scratch schema in "
             f"{load_students(url, args.students, version, features):.1f} s"
         )
         _, read_key = keys.create_key(engine, name="bench-read", scope="read")

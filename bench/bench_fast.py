@@ -21,7 +21,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
@@ -31,9 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_api import (  # noqa: E402
-    PG_URL,
     _free_port,
     load_students,
+    scratch,
     stop,
     train_champion,
     wrk,
@@ -127,28 +126,13 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     load_before = os.getloadavg()
 
-    from sqlalchemy import create_engine, text
-
     from api import keys
     from risk_model import store
     from risk_model.config import Settings
     from risk_model.registry import Registry
 
-    schema = f"bench_{os.getpid()}"
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    admin = create_engine(PG_URL)
     with ExitStack() as cleanup:
-        work = Path(tempfile.mkdtemp(prefix="bench-fast-"))
-        cleanup.callback(shutil.rmtree, work, True)
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        cleanup.callback(admin.dispose)
-
-        @cleanup.callback
-        def drop_schema() -> None:
-            with admin.begin() as conn:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
+        work, url = scratch(cleanup, "bench-fast-")
         settings = Settings(home=work / "runtime", store_url=url)
         version, records = train_champion(settings)
         engine = store.connect(url)

@@ -18,19 +18,8 @@ from risk_model.alerts import ALERT_COLUMNS
 from risk_model.store import _chunks, alerts, interventions, scores
 
 KINDS = ("call", "email", "meeting", "referral", "other")
-ALERT_PAGE_COLUMNS = [
-    "student_id",
-    "point",
-    "previous_point",
-    "previous_probability",
-    "probability",
-    "previous_tier",
-    "tier",
-    "rise",
-    "kinds",
-    "reason",
-    "created_at",
-]
+# what an alert page shows: the stored alert without its cohort (the page is of one cohort), with its time
+ALERT_PAGE_COLUMNS = [c for c in ALERT_COLUMNS if c != "cohort"] + ["created_at"]
 
 
 def earlier_scores(engine: Engine, cohort: str, points: list[str]) -> pd.DataFrame:
