@@ -258,7 +258,7 @@ def _matched(config: Config, part: pd.DataFrame, match: store.OutcomeMatch, repl
     )
     if replaced:
         head += f"; they replace the {replaced} recorded before"
-    missing = {p: n - m for p, (n, m) in match.points.items() if m < n}
+    missing = {p: match.points[p][0] - match.points[p][1] for p in points if match.points[p][1] < match.points[p][0]}
     matched = ", ".join(
         f"{m} of {n} scored{_at(config, p)}" if p in missing else f"{m}{_at(config, p)}"
         for p, (n, m) in ((p, match.points[p]) for p in points)

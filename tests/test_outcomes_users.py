@@ -202,10 +202,12 @@ def _oulad_folder(folder: Path) -> Path:
     return folder
 
 
-def _score_lists(engine, folder: Path, cohort: str, days: list[int]) -> None:
-    """Store a score for every student on each day's list, as `student-risk score` would (no model needed)."""
+def _score_lists(engine, folder: Path, cohort: str, days: list[int], extra: dict[int, list[str]]) -> None:
+    """Store a score for every student on each day's list, as `student-risk score` would (no model needed),
+    and for the `extra` ids of a day."""
     for day in days:
         ids = build_table(folder, day, with_outcome=False, presentations=[cohort])["enrolment_id"].tolist()
+        ids += extra.get(day, [])
         frame = pd.DataFrame(
             {
                 "cohort": cohort,
@@ -237,13 +239,15 @@ def test_oulad_outcomes_of_every_registrant_matched_per_day(url, tmp_path):
     settings = Settings(home=tmp_path / "rt", store_url=url)
     store.upgrade(url)
     with store.opened(url) as engine:
-        _score_lists(engine, folder, "2014B", [0, 30])
+        _score_lists(engine, folder, "2014B", [0, 30], extra={30: ["AAA-999"]})  # 999: scored, not in studentInfo
     df = jobs.prepare(config, folder, stage="outcomes", point=config.points[0], cohorts=["2014B"])
     assert sorted(df["enrolment_id"]) == [f"AAA-{r[0]}" for r in REGISTRANTS]
     recorded = jobs.record_outcomes(settings, config, df)
     assert _lines(recorded, "2014B") == [
         "2014B: 5 outcomes recorded (3 at risk: Fail, Withdrawn)",
-        "  matched to scored students: 2 at day 0, 2 at day 30 (every scored student)",
+        "  matched to scored students: 2 at day 0, 2 of 3 scored at day 30",
+        "  scored students with no outcome in this file: 1 at day 30; left out of the performance figures of those "
+        "points",
         "  2 not matched to any scored student (left before the first prediction point or registered after the last "
         "one, or an id no scored intake had): studentInfo.csv lines 5, 7; recorded, but not used in performance "
         "figures",
