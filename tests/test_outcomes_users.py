@@ -257,6 +257,24 @@ def test_oulad_outcomes_of_every_registrant_matched_per_day(url, tmp_path):
     assert len(judged) == 2 and judged.at_risk.sum() == 1  # 102 (Fail) is judged at day 30
 
 
+def test_oulad_outcomes_of_a_presentation_never_scored_are_refused(tmp_path):
+    """Without --cohort the folder holds 2013J too, which was never scored: refused, nothing written."""
+    folder = _oulad_folder(tmp_path / "oulad")
+    config = load_config(OULAD)
+    settings = Settings(home=tmp_path / "rt")
+    with store.opened(settings.resolved_store_url) as engine:
+        _score_lists(engine, folder, "2014B", [0], extra={})
+    df = jobs.prepare(config, folder, stage="outcomes", point=config.points[0])
+    with pytest.raises(store.UnscoredCohortError) as err:
+        jobs.record_outcomes(settings, config, df)
+    assert str(err.value).startswith(
+        f"Cohort(s) 2013J have no stored scores in {settings.resolved_store_url}: outcomes are recorded for a cohort "
+        "that was scored, to compare them with its scores. Nothing was written."
+    )
+    with store.opened(settings.resolved_store_url) as engine:
+        assert store.count_outcomes(engine, "2014B") == 0 and store.count_outcomes(engine, "2013J") == 0
+
+
 def test_oulad_settings_name_the_folder_when_given_a_raw_file(tmp_path):
     folder = _oulad_folder(tmp_path / "oulad")
     config = load_config(OULAD)
