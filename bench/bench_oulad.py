@@ -209,6 +209,7 @@ def main() -> None:
                         mine.lightgbm.to_numpy(),
                         earlier_metrics(r.metrics, cohort),
                         config.training.top_k_percent,
+                        r.summary["calibration_by_cohort"][cohort]["name"],
                     )
                 )
                 print(

@@ -40,7 +40,7 @@ def _sorted(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
 
 
-def _counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
+def resample_counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
     """b resamples of n rows with replacement, as a b x n matrix of how often each row was drawn."""
     idx = rng.integers(0, n, size=(b, n))
     return np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
@@ -125,7 +125,7 @@ def bootstrap_metrics(
     draws: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, block):
         b = min(block, n_boot - start)
-        W = _counts(rng, b, n)
+        W = resample_counts(rng, b, n)
         for name, v in _weighted(W, y, p, starts, n_top, bin_edges).items():
             draws.setdefault(name, []).append(v)
     boot = {name: np.concatenate(v) for name, v in draws.items()}
@@ -196,6 +196,8 @@ def paired_auc_difference(
 
     value = gap(np.ones((1, n)))[0]
     rng = np.random.default_rng(seed)
-    diffs = [gap(_counts(rng, min(block, n_boot - start), n).astype(np.float64)) for start in range(0, n_boot, block)]
+    diffs = [
+        gap(resample_counts(rng, min(block, n_boot - start), n).astype(np.float64)) for start in range(0, n_boot, block)
+    ]
     low, high = np.nanpercentile(np.concatenate(diffs), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return {"value": float(value), "low": float(low), "high": float(high)}
