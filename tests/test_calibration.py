@@ -74,3 +74,18 @@ def test_a_single_past_cohort_gives_no_promise_only_the_estimate():
     assert p.status == "withdrawn" and math.isnan(p.between_cohort_sd) and not p.contains(0.85)
     assert p.text.startswith("No promise for this intake: the model was validated on a single past cohort")
     assert "expects AUC about 0.85" in p.text
+
+
+def test_resampled_ece_of_an_unweighted_draw_is_the_plain_ece():
+    from risk_model.calibration import _ece_resampled
+
+    rng = np.random.default_rng(5)
+    p = rng.random(1000)
+    y = (rng.random(1000) < p**2).astype(int)
+    low = np.argsort(p)[:500]
+    W = np.ones((2, 1000))
+    W[1] = 0.0
+    W[1, low] = 2.0  # the second resample: the 500 lowest risks, each drawn twice
+    got = _ece_resampled(y, p, W)
+    assert got[0] == pytest.approx(evaluate.expected_calibration_error(y, p))
+    assert got[1] == pytest.approx(evaluate.expected_calibration_error(y[low], p[low]))
