@@ -190,7 +190,7 @@ def summary_rows(metadata: dict, new: dict | None) -> list[dict]:
     if new:
         out.append(
             {"how measured": f"real outcomes of {new['cohort']}", "model": MODELS["lightgbm"]}
-            | {lab: num(new["metrics"][key], 3) for key, lab in metrics}
+            | {lab: num(new["metrics"].get(key), 3) for key, lab in metrics}
         )
     return out
 
