@@ -200,7 +200,7 @@ def calibration_words(metadata: dict) -> str:
     chosen = metadata.get("summary", {}).get("calibration")
     if not chosen:
         return ""
-    return f"Probabilities are {WORDS.get(chosen['name'], chosen['name'])}: {chosen['why']}."
+    return f"Probabilities are {WORDS.get(chosen['name'], chosen['name'])}; {chosen['why']}."
 
 
 SERIES = {

@@ -221,5 +221,5 @@ def choose(
     else:
         name = best
         figures = ", ".join(f"{n} {e:.3f}" for n, e in mean.items())
-        why = f"lowest out-of-time ECE on {', '.join(on)} within one standard error, simplest first ({figures})"
+        why = f"the simplest within one standard error of the lowest out-of-time ECE on {', '.join(on)}: {figures}"
     return Choice(name, available[name], mean, on, why)

@@ -386,7 +386,7 @@ def model_card(md: dict) -> str:
     s = md["summary"]
     bt = md["metrics"]["backtest"].get("lightgbm", {})
     chosen = s.get("calibration") or {"name": md["calibrator"]["method"], "why": "out-of-fold predictions"}
-    calibration = f"{WORDS.get(chosen['name'], chosen['name'])} ({chosen['why']})"
+    calibration = f"{WORDS.get(chosen['name'], chosen['name'])}; {chosen['why']}"
     rows = "\n".join(
         f"| {c} | {v['n']} | {v['base_rate']:.2f} | {v['roc_auc']:.3f} | {v['pr_auc']:.3f} | {v['brier']:.3f} "
         f"| {v['recall_top_k']:.2f} | {v.get('ece', float('nan')):.3f} |"
