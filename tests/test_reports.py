@@ -488,7 +488,8 @@ def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, 
     assert state.name == "Warning" and state.is_completed()
     assert "Performance dropped" in state.message
     out = state.result()
-    assert {r["report"] for r in out} == {"outcomes", "generalization", "fairness"}
+    assert {r["report"] for r in out["reports"]} == {"outcomes", "generalization", "fairness"}
+    assert out["recorded"]["by_cohort"]["2023"]["lines"][-1] == "  every outcome matched a scored student"
     assert (home / "reports" / "index.html").exists()
     state = report_flow(str(demo_config_path), str(intake), str(home), "2023", return_state=True)
     assert state.name == "Warning"
