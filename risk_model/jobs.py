@@ -18,8 +18,7 @@ from risk_model.estimate import expected_performance
 from risk_model.paths import safe_name
 from risk_model.private import private_dir
 from risk_model.registry import Registry
-from risk_model.schema import Stage, at_risk, validate
-from risk_model.schema import _place as row_place
+from risk_model.schema import Stage, at_risk, row_place, validate
 from risk_model.score import ScoreResult, rerank, score
 from risk_model.sources import load_table, point_day
 from risk_model.sources.guard import check_looks_like_table
