@@ -370,7 +370,9 @@ OUTCOMES_HELP = (
     "  -c risk_model/examples/oulad.toml --cohort 2014B\n\n"
     "Every outcome row is matched to a student scored at some prediction point, or counted as unmatched and named "
     "by its line; the output says how many matched at each point. Running it again for a cohort replaces that "
-    "cohort's outcomes. A cohort that was never scored is refused (nothing is written)."
+    "cohort's outcomes (nothing is duplicated). A file that lacks some students whose outcomes are already "
+    "recorded is refused (nothing is written) unless you choose: --merge updates the file's students and keeps "
+    "the others', --replace keeps only the file's. A cohort that was never scored is refused (nothing is written)."
 )
 
 
@@ -392,16 +394,31 @@ def outcomes(
         typer.Option(exists=True, help="The scored intake file: also rebuild the fairness report on real outcomes."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge",
+            help="The file lacks some students whose outcomes are recorded: update the file's students, keep the "
+            "others' outcomes.",
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Keep only this file's outcomes for its cohorts (the others recorded deleted)."),
+    ] = False,
 ) -> None:
     """Record outcomes, match them to the stored scores, report real performance (help: OUTCOMES_HELP)."""
+    if merge and replace:
+        _fail(ValueError("--merge and --replace exclude each other: choose one."))
+    partial: Partial = "merge" if merge else "replace" if replace else "refuse"
     from flows import steps
 
     intake_path = str(intake) if intake else None
     out = _job(
         "outcomes",
-        (str(config), str(data), _home(home), cohort, intake_path),
+        (str(config), str(data), _home(home), cohort, intake_path, partial),
         lambda: _outcomes_result(
-            steps.outcomes(*_loaded(config, home), str(data), cohort=cohort, intake_path=intake_path)
+            steps.outcomes(*_loaded(config, home), str(data), cohort=cohort, intake_path=intake_path, partial=partial)
         ),
     )
     _print_outcomes(out["recorded"])

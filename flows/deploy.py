@@ -84,6 +84,16 @@ def _parameters_for(f: Flow, values: dict) -> dict:
     return {k: v for k, v in values.items() if k in names and v is not None}
 
 
+def flow_parameters(d: DeploySettings, name: str, f: Flow) -> dict:
+    """The default parameters of flow `name`'s deployment: those of `default_parameters` it has, and for
+    `outcomes` what to do with a partial outcomes file (`outcomes_partial`; the score flow's own `partial`
+    stays at its default, refuse)."""
+    values = default_parameters(d)
+    if name == "outcomes":
+        values["partial"] = d.outcomes_partial
+    return _parameters_for(f, values)
+
+
 def build(d: DeploySettings) -> list[RunnerDeployment]:
     """One deployment per flow, with schedules, default parameters and tags; not yet sent to a server."""
     for field in ("config_path", "history_path", "intake_path"):
@@ -95,14 +105,13 @@ def build(d: DeploySettings) -> list[RunnerDeployment]:
     schedules = {"yearly": [Cron(d.yearly_cron, timezone=d.timezone)]}
     if d.term_cron:
         schedules["score"] = [Cron(d.term_cron, timezone=d.timezone)]
-    values = default_parameters(d)
     out = []
     for name, f in flows().items():
         out.append(
             f.to_deployment(
                 name=d.name,
                 schedules=schedules.get(name, []),
-                parameters=_parameters_for(f, values),
+                parameters=flow_parameters(d, name, f),
                 tags=[TAG],
                 concurrency_limit=1,
                 entrypoint_type=EntrypointType.MODULE_PATH,

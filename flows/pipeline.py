@@ -239,14 +239,17 @@ def outcomes_flow(
     home: str | None = None,
     cohort: str | None = None,
     intake_path: str | None = None,
+    partial: Partial = "refuse",
 ) -> dict:
     """Record the real outcomes of a scored cohort, then report real performance vs. the promise and
     generalization (and fairness on real outcomes, given the intake file); rebuild the index. Returns
     {"recorded": matched and unmatched outcomes per cohort and point, "reports": [...]}. Ends in a
-    "Warning" state when performance dropped."""
+    "Warning" state when performance dropped. When outcomes of some of the cohort's students are recorded
+    and the file lacks them, `partial` says what to do: "refuse" (default), "merge" (keep them) or
+    "replace" (keep only the file's)."""
     config, settings = _setup(config_path, home)
     recorded, out, index = steps.outcomes(
-        config, settings, outcomes_path, cohort=cohort, intake_path=intake_path, run=as_tasks
+        config, settings, outcomes_path, cohort=cohort, intake_path=intake_path, partial=partial, run=as_tasks
     )
     create_markdown_artifact(
         key="outcomes",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,11 @@ class DeploySettings(BaseSettings):
     history_path: Path | None = Field(None, description="Past cohorts with outcomes (file or raw-source folder).")
     intake_path: Path | None = Field(None, description="The new intake to score (file or raw-source folder).")
     outcomes_path: Path | None = Field(None, description="Real outcomes of the last scored intake, when they arrive.")
+    outcomes_partial: Literal["refuse", "merge", "replace"] = Field(
+        "refuse",
+        description="An outcomes file lacking some students whose outcomes are recorded: refuse (default), merge "
+        "(keep the others') or replace (keep only the file's). A run may override it: --param partial=merge.",
+    )
     cohort: str | None = Field(None, description="Only this cohort of the intake file; all when empty.")
     fail_on_drift: bool = Field(
         True, description="Mark the yearly/report run Failed when a report crosses its threshold."

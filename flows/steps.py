@@ -143,14 +143,17 @@ def outcomes(
     *,
     cohort: str | None = None,
     intake_path: str | None = None,
+    partial: Literal["refuse", "merge", "replace"] = "refuse",
     run: Runner = direct,
 ) -> tuple[dict, list[dict], dict]:
     """Record the real outcomes of a scored cohort, then report real performance vs. the promise and
     generalization (and fairness on real outcomes, given the intake file); then the index. Returns what
-    was recorded (`jobs.record_outcomes`: matched per point, unmatched rows), the reports and the index."""
+    was recorded (`jobs.record_outcomes`: matched per point, unmatched rows), the reports and the index.
+    `partial` as in `jobs.record_outcomes`: a file lacking some students whose outcomes are recorded is
+    refused by default; "merge" keeps the others' outcomes, "replace" keeps only the file's."""
     cohorts = [cohort] if cohort else None
     df = run("validate", jobs.prepare, config, outcomes_path, stage="outcomes", point=config.points[0], cohorts=cohorts)
-    recorded = run("record-outcomes", jobs.record_outcomes, settings, config, df)
+    recorded = run("record-outcomes", jobs.record_outcomes, settings, config, df, partial=partial)
     out: list[dict] = []
     for c in recorded["cohorts"]:
         for point in config.points:

@@ -46,9 +46,19 @@ def prepare(
     out = validate(df, config.dataset, stage=stage, source=str(path))
     if stage == "outcomes":  # where each row is in the file, to name the rows no scored student matches
         word, offset = _row_place(config, path)
+        out.attrs["source"] = _outcome_source(config, path)
         out.attrs["row_word"] = word
         out.attrs["row_numbers"] = [int(p) + offset for p in df.index]  # file positions (load_table keeps them)
     return out
+
+
+def _outcome_source(config: Config, path: str | Path) -> str:
+    """The file an outcomes source's rows come from: OULAD's studentInfo.csv in a raw folder, else the path."""
+    if config.source.kind == "oulad" and Path(path).is_dir():
+        from risk_model.sources.oulad import OUTCOME_FILE
+
+        return str(Path(path) / OUTCOME_FILE)
+    return str(path)
 
 
 def _row_place(config: Config, path: str | Path) -> tuple[str, int]:
@@ -200,10 +210,14 @@ def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, poi
     return {"point": point, "cohorts": out}
 
 
-def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dict:
-    """Store the real outcomes of scored cohorts (validated with stage="outcomes"; each cohort's outcomes
-    replace those recorded before), then match them to the stored scores.
+def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame, *, partial: store.Partial = "refuse") -> dict:
+    """Store the real outcomes of scored cohorts (validated with stage="outcomes"), then match them to the
+    stored scores.
 
+    A file that lacks some students whose outcomes a cohort already has is refused, nothing written,
+    unless `partial` says "merge" (update the file's students, keep the others') or "replace" (keep only
+    the file's); a file covering every student recorded before replaces their outcomes, so running it
+    again duplicates nothing (`store.write_outcomes`, one transaction).
     Every outcome row either matches a student scored at some prediction point or is counted as
     unmatched and named by its row (`jobs.prepare` records where each row is in the file; ids are never
     named). `by_cohort[cohort]["lines"]` says so in words, per prediction point."""
@@ -219,20 +233,21 @@ def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dic
     word = str(df.attrs.get("row_word", "row"))
     numbers = df.attrs.get("row_numbers")
     frame["row"] = numbers if numbers is not None and len(numbers) == len(df) else range(len(df))
+    source = str(df.attrs.get("source", "the outcomes file"))
     cohorts = c.sort_cohorts(frame.cohort.unique())
     with store.opened(settings.resolved_store_url) as engine:
-        before = {cohort: store.count_outcomes(engine, cohort) for cohort in cohorts}
-        n = store.write_outcomes(engine, frame, require_scored=True)  # refuses an unscored cohort, writes nothing
+        # refuses an unscored cohort, or (by default) one whose recorded students the file lacks: writes nothing
+        written = store.write_outcomes(engine, frame, require_scored=True, partial=partial, source=source)
         matches = {cohort: store.match_outcomes(engine, cohort) for cohort in cohorts}
     by_cohort = {
-        cohort: _matched(config, frame[frame.cohort == cohort], matches[cohort], before[cohort], word)
+        cohort: _matched(config, frame[frame.cohort == cohort], matches[cohort], written.cohorts[cohort], word)
         for cohort in cohorts
     }
     for cohort, m in by_cohort.items():
         for line in m["lines"]:
             log.info("Outcomes of %s: %s", cohort, line.strip())
     return {
-        "n_outcomes": n,
+        "n_outcomes": written.n,
         "cohorts": cohorts,
         "at_risk_rate": float(frame.at_risk.mean()),
         "by_cohort": by_cohort,
@@ -242,21 +257,35 @@ def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dic
 _SHOW_ROWS = 5
 
 
-def _matched(config: Config, part: pd.DataFrame, match: store.OutcomeMatch, replaced: int, word: str) -> dict:
+def _stored_words(w: dict) -> str:
+    """What recording did to the outcomes of a cohort recorded before (`store.OutcomesWritten`), or nothing."""
+    if not w["before"]:
+        return ""
+    delta = f"{w['changed'] or 'none'} changed" + (f", {w['added']} new" if w["added"] else "")
+    if w["action"] == "merged":
+        return (
+            f"; merged with the {w['before']} recorded before ({delta}): {w['missing']} not in this file kept, "
+            f"{w['n_now']} now recorded"
+        )
+    dropped = f": {w['missing']} not in this file deleted" if w["missing"] else ""
+    return f"; they replace the {w['before']} recorded before ({delta}){dropped}"
+
+
+def _matched(config: Config, part: pd.DataFrame, match: store.OutcomeMatch, written: dict, word: str) -> dict:
     """One cohort's outcomes against its scores: counts per point, the unmatched rows, and the lines to print."""
     order = {p: i for i, p in enumerate(config.points)}
     points = sorted(match.points, key=lambda p: (order.get(p, len(order)), p))
     rows = part.set_index("student_id")["row"]
-    unmatched = sorted(int(r) for r in rows.loc[match.unmatched]) if match.unmatched else []
+    in_file = [s for s in match.unmatched if s in rows.index]  # the others were kept from before (a merge)
+    unmatched = sorted(int(r) for r in rows.loc[in_file]) if in_file else []
+    kept_unmatched = len(match.unmatched) - len(in_file)
     more = f" and {len(unmatched) - _SHOW_ROWS} more" if len(unmatched) > _SHOW_ROWS else ""
     named = f"{word}{'s' if len(unmatched) > 1 else ''} {', '.join(map(str, unmatched[:_SHOW_ROWS]))}{more}"
     at_risk_n = int(part.at_risk.sum())
     head = (
         f"{part.cohort.iloc[0]}: {len(part)} outcomes recorded ({at_risk_n} at risk: "
-        f"{', '.join(config.dataset.at_risk_values)})"
+        f"{', '.join(config.dataset.at_risk_values)}){_stored_words(written)}"
     )
-    if replaced:
-        head += f"; they replace the {replaced} recorded before"
     missing = {p: match.points[p][0] - match.points[p][1] for p in points if match.points[p][1] < match.points[p][0]}
     matched = ", ".join(
         f"{m} of {n} scored{_at(config, p)}" if p in missing else f"{m}{_at(config, p)}"
@@ -265,8 +294,9 @@ def _matched(config: Config, part: pd.DataFrame, match: store.OutcomeMatch, repl
     lines = [head, f"  matched to scored students: {matched}{'' if missing else ' (every scored student)'}"]
     if missing:
         counts = ", ".join(f"{k}{_at(config, p)}" for p, k in missing.items())
+        where = "recorded (in this file or kept)" if written["action"] == "merged" else "in this file"
         lines.append(
-            f"  scored students with no outcome in this file: {counts}; left out of the performance figures"
+            f"  scored students with no outcome {where}: {counts}; left out of the performance figures"
             + (" of those points" if any(p != "default" for p in missing) else "")
         )
     if unmatched:
@@ -279,14 +309,20 @@ def _matched(config: Config, part: pd.DataFrame, match: store.OutcomeMatch, repl
             f"  {len(unmatched)} not matched to any scored student ({why}): {named}; "
             "recorded, but not used in performance figures"
         )
-    else:
+    if kept_unmatched:
+        lines.append(
+            f"  {kept_unmatched} kept from before (not in this file) not matched to any scored student; "
+            "not used in performance figures"
+        )
+    if not match.unmatched:
         lines.append("  every outcome matched a scored student")
     return {
         "n_outcomes": int(len(part)),
         "n_at_risk": at_risk_n,
-        "n_replaced": int(replaced),
+        "n_replaced": int(written["before"]),
+        "stored": written,
         "points": {p: {"n_scored": match.points[p][0], "n_matched": match.points[p][1]} for p in points},
-        "n_unmatched": len(unmatched),
+        "n_unmatched": len(unmatched) + kept_unmatched,
         "unmatched_rows": [f"{word} {r}" for r in unmatched[:_SHOW_ROWS]],
         "lines": lines,
     }

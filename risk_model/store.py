@@ -3,7 +3,8 @@
 Writing a cohort's scores is one transaction that first deletes that cohort's previous
 scores for the same prediction point, so re-scoring replaces and a failure half-way
 leaves the store exactly as it was. A file with only some of a stored cohort's students
-is refused unless the caller chooses to merge them into the cohort or to replace it.
+is refused unless the caller chooses to merge them into the cohort or to replace it; the
+same holds for a cohort's recorded outcomes (`write_outcomes`).
 
 Statement parameters (student ids, probabilities) never appear in error messages: engines
 hide them, and a job step's database errors surface as `StoreError` naming the store and the
@@ -603,13 +604,19 @@ def write_scores(
     return Written(pd.concat(written, ignore_index=True) if written else frame.iloc[:0], actions)
 
 
-def write_outcomes(engine: Engine, frame: pd.DataFrame, *, require_scored: bool = True) -> int:
-    """Replace the recorded outcomes of the cohorts in `frame` (cohort, student_id, outcome, at_risk).
+@dataclass
+class OutcomesWritten:
+    """What `write_outcomes` did, per cohort: `before` (recorded before), `in_file`, `kept_before` (of the
+    file's students, recorded before), `added` (not recorded before), `changed` (recorded before with another
+    outcome), `missing` (recorded before, not in the file), `action` ("new", "replaced", "merged", or
+    "replaced-partly": the missing ones deleted) and `n_now` (recorded after the write)."""
 
-    Outcomes belong to a scored cohort: with `require_scored`, a cohort without stored scores is
-    refused (UnscoredCohortError) before anything is written."""
-    now = datetime.now(UTC)
-    rows = [
+    n: int
+    cohorts: dict[str, dict] = field(default_factory=dict)
+
+
+def _outcome_rows(frame: pd.DataFrame, now: datetime) -> list[dict]:
+    return [
         {
             "cohort": str(r.cohort),
             "student_id": str(r.student_id),
@@ -619,7 +626,48 @@ def write_outcomes(engine: Engine, frame: pd.DataFrame, *, require_scored: bool 
         }
         for r in frame.itertuples(index=False)
     ]
+
+
+def _partial_outcomes_message(source: str, partial: dict[str, dict]) -> str:
+    """One message for every cohort whose recorded outcomes the file lacks: counts only, never ids."""
+    each = "; ".join(
+        f"cohort {cohort} has {w['before']} outcomes recorded, this file has {w['in_file']} of its students "
+        f"({w['kept_before']} recorded before, {w['added']} new), so {w['missing']} recorded before are missing "
+        "from it"
+        for cohort, w in partial.items()
+    )
+    return (
+        f"{source}: {each}. Nothing was written. To update this file's students and keep the other students' "
+        'recorded outcomes, run outcomes with --merge (partial="merge"); to keep only this file\'s outcomes, '
+        'deleting the others recorded before, run outcomes with --replace (partial="replace").'
+    )
+
+
+def write_outcomes(
+    engine: Engine,
+    frame: pd.DataFrame,
+    *,
+    require_scored: bool = True,
+    partial: Partial = "replace",
+    source: str = "outcomes",
+) -> OutcomesWritten:
+    """Record the outcomes of the cohorts in `frame` (cohort, student_id, outcome, at_risk), one transaction.
+
+    Outcomes belong to a scored cohort: with `require_scored`, a cohort without stored scores is
+    refused (UnscoredCohortError) before anything is written. When the store holds outcomes of a
+    cohort's students that `frame` lacks: "refuse" raises PartialCohortError naming `source` (every such
+    cohort in one message) and writes nothing; "replace" (this primitive's default; the outcomes step's is
+    "refuse") keeps only `frame`'s; "merge" keeps the others'. A frame covering every student recorded
+    before replaces them whatever `partial` says. An outcome that did not change keeps its `recorded_at`.
+
+    Each cohort's recorded rows are taken with DELETE ... RETURNING, so the read and the write are one
+    transaction on SQLite too (the DELETE takes its write lock); writers of one cohort take turns (a
+    PostgreSQL advisory lock)."""
+    now = datetime.now(UTC)
     cohorts = sorted(frame.cohort.astype(str).unique())
+    written = OutcomesWritten(0)
+    refused: dict[str, dict] = {}
+    o = outcomes.c
     with engine.begin() as conn:
         if require_scored:
             scored = set(conn.execute(select(score_runs.c.cohort).where(score_runs.c.cohort.in_(cohorts))).scalars())
@@ -632,10 +680,54 @@ def write_outcomes(engine: Engine, frame: pd.DataFrame, *, require_scored: bool 
                     "column (and --cohort) and the store (--home, STUDENT_RISK_STORE_URL)."
                 )
         for cohort in cohorts:
-            conn.execute(delete(outcomes).where(outcomes.c.cohort == cohort))
-        for chunk in _chunks(rows):
-            conn.execute(insert(outcomes), chunk)
-    return len(rows)
+            if conn.dialect.name == "postgresql":
+                key = func.hashtext(literal(f"outcomes/{cohort}"))
+                conn.execute(select(func.pg_advisory_xact_lock(_PG_COHORT_LOCK_CLASS, key)))
+            taken = conn.execute(
+                delete(outcomes)
+                .where(o.cohort == cohort)
+                .returning(o.cohort, o.student_id, o.outcome, o.at_risk, o.recorded_at)
+            )
+            before = {r.student_id: dict(r._mapping) for r in taken}
+            rows = _outcome_rows(frame[frame.cohort.astype(str) == cohort], now)
+            new = {r["student_id"] for r in rows}
+            missing = before.keys() - new
+            changed = 0
+            for r in rows:
+                old = before.get(r["student_id"])
+                if old is None:
+                    continue
+                if old["outcome"] == r["outcome"] and old["at_risk"] == r["at_risk"]:
+                    r["recorded_at"] = old["recorded_at"]  # unchanged: keeps the time it was first recorded
+                else:
+                    changed += 1
+            kept = [before[s] for s in sorted(missing)] if partial == "merge" else []
+            if not before:
+                action = "new"
+            elif missing:
+                action = "merged" if partial == "merge" else "replaced-partly"
+            else:
+                action = "replaced"
+            entry = {
+                "before": len(before),
+                "in_file": len(new),
+                "kept_before": len(new & before.keys()),
+                "added": len(new - before.keys()),
+                "changed": changed,
+                "missing": len(missing),
+                "action": action,
+                "n_now": len(rows) + len(kept),
+            }
+            if missing and partial == "refuse":
+                refused[cohort] = entry
+                continue  # every refused cohort is named in one message; the transaction is rolled back
+            for chunk in _chunks(rows + kept):
+                conn.execute(insert(outcomes), chunk)
+            written.n += len(rows)
+            written.cohorts[cohort] = entry
+        if refused:
+            raise PartialCohortError(_partial_outcomes_message(source, refused))
+    return written
 
 
 def read_scores(engine: Engine, cohort: str, point: str | None = None) -> pd.DataFrame:

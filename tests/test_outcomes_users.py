@@ -5,6 +5,10 @@ them) or, on OULAD, the raw folder, and says so in `--help` and the README. On O
 outcome of every registrant, not only of those on the day-0 list, so a student first scored at day 30
 is judged too. Every outcome row is matched to a scored student or counted and named by its line
 (never by id), per cohort and per prediction point; a re-run replaces, never duplicates.
+
+A second outcomes file that lacks some students whose outcomes are recorded is refused, nothing written,
+unless the user chooses --merge (keep the others') or --replace (keep only the file's), each in one
+transaction on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -89,7 +93,8 @@ def test_all_matched_and_a_rerun_replaces_without_duplicates(scored, demo_config
     ]
     again = jobs.record_outcomes(scored, demo_config, jobs.prepare(demo_config, path, stage="outcomes"))
     assert _lines(again, "2023")[0] == (
-        f"2023: 800 outcomes recorded ({at_risk} at risk: fail, withdrawn); they replace the 800 recorded before"
+        f"2023: 800 outcomes recorded ({at_risk} at risk: fail, withdrawn); they replace the 800 recorded before "
+        "(none changed)"
     )
     with store.opened(scored.resolved_store_url) as engine:
         stored = store.read_outcomes(engine, "2023")
@@ -320,3 +325,284 @@ def test_real_oulad_every_student_scored_at_day_0_or_30_has_an_outcome():
     day30 = set(build_table(REAL, 30, with_outcome=False, presentations=["2014B"]).enrolment_id)
     assert day0 <= have and day30 <= have
     assert len(day30 - day0) > 0  # registered after day 0: these outcomes used to be dropped
+
+
+# --- a second outcomes file for a cohort with outcomes recorded ------------------------------
+
+OUTCOMES = ["pass", "fail", "distinction", "withdrawn", "pass"]  # cycled over the students
+PARTIAL_MESSAGE = (
+    "{path}: cohort 2025 has 30 outcomes recorded, this file has 29 of its students (27 recorded before, 2 new), "
+    "so 3 recorded before are missing from it. Nothing was written. To update this file's students and keep the "
+    "other students' recorded outcomes, run outcomes with --merge (partial=\"merge\"); to keep only this file's "
+    'outcomes, deleting the others recorded before, run outcomes with --replace (partial="replace").'
+)
+
+
+def _ids(first: int, last: int) -> list[str]:
+    return [f"S{i:02d}" for i in range(first, last)]
+
+
+def _hand_scored(url: str, tmp_path: Path, cohorts: dict[str, int]) -> Settings:
+    """A store (SQLite or PostgreSQL) holding scores of S00, S01, ... per cohort, written by hand (no model)."""
+    store.upgrade(url)
+    with store.opened(url) as engine:
+        for cohort, n in cohorts.items():
+            frame = pd.DataFrame(
+                {
+                    "cohort": cohort,
+                    "point": "default",
+                    "student_id": _ids(0, n),
+                    "probability": np.linspace(0.9, 0.1, n),
+                    "tier": "low",
+                    "rank": range(1, n + 1),
+                    "factors": [[]] * n,
+                    "model_version": "v-test",
+                    "scored_at": pd.Timestamp("2025-09-01", tz="UTC"),
+                }
+            )
+            store.write_scores(engine, frame, {})
+    return Settings(home=tmp_path / "rt", store_url=url)
+
+
+def _outcomes_file(path: Path, ids: list[str], cohort: str = "2025", flip: tuple[str, ...] = ()) -> Path:
+    """An outcomes CSV of `ids`; the students in `flip` get the other side of pass/fail from the usual."""
+    usual = {s: OUTCOMES[int(s[1:]) % len(OUTCOMES)] for s in ids}
+    for s in flip:
+        usual[s] = "pass" if usual[s] in ("fail", "withdrawn") else "fail"
+    pd.DataFrame({"student_id": ids, "cohort": cohort, "outcome": [usual[s] for s in ids]}).to_csv(path, index=False)
+    return path
+
+
+def _record(settings: Settings, path: Path, partial: store.Partial = "refuse", **kw) -> dict:
+    config = load_config(DEMO)
+    return jobs.record_outcomes(settings, config, jobs.prepare(config, path, stage="outcomes", **kw), partial=partial)
+
+
+def _recorded(settings: Settings, cohort: str = "2025") -> pd.DataFrame:
+    with store.opened(settings.resolved_store_url) as engine:
+        return store.read_outcomes(engine, cohort).sort_values("student_id").reset_index(drop=True)
+
+
+@pytest.fixture
+def recorded_30(url, tmp_path) -> tuple[Settings, pd.DataFrame]:
+    """Cohort 2025: 40 students scored, outcomes of S00-S29 recorded."""
+    settings = _hand_scored(url, tmp_path, {"2025": 40})
+    first = _record(settings, _outcomes_file(tmp_path / "first.csv", _ids(0, 30)))
+    assert _lines(first, "2025")[0] == "2025: 30 outcomes recorded (12 at risk: fail, withdrawn)"
+    return settings, _recorded(settings)
+
+
+def _second_file(tmp_path: Path) -> Path:
+    """S03-S31: lacks S00-S02 (recorded), adds S30 and S31, and S10 and S11 changed outcome."""
+    return _outcomes_file(tmp_path / "second.csv", _ids(3, 32), flip=("S10", "S11"))
+
+
+def test_a_file_lacking_recorded_students_is_refused_and_writes_nothing(recorded_30, tmp_path):
+    settings, before = recorded_30
+    path = _second_file(tmp_path)
+    with pytest.raises(store.PartialCohortError) as err:
+        _record(settings, path)
+    assert str(err.value) == PARTIAL_MESSAGE.format(path=path)
+    pd.testing.assert_frame_equal(before, _recorded(settings))  # same rows, ids and recorded_at
+
+
+def test_merge_updates_the_file_students_and_keeps_the_others(recorded_30, tmp_path):
+    settings, before = recorded_30
+    path = _second_file(tmp_path)
+    merged = _record(settings, path, partial="merge")
+    assert _lines(merged, "2025") == [
+        "2025: 29 outcomes recorded (12 at risk: fail, withdrawn); merged with the 30 recorded before (2 changed, "
+        "2 new): 3 not in this file kept, 32 now recorded",
+        "  matched to scored students: 32 of 40 scored",
+        "  scored students with no outcome recorded (in this file or kept): 8; left out of the performance figures",
+        "  every outcome matched a scored student",
+    ]
+    after = _recorded(settings).set_index("student_id")
+    old = before.set_index("student_id")
+    assert list(after.index) == _ids(0, 32)
+    kept = _ids(0, 3)
+    assert after.loc[kept, ["outcome", "at_risk", "recorded_at"]].equals(
+        old.loc[kept, ["outcome", "at_risk", "recorded_at"]]
+    )
+    assert (old.loc["S10", "outcome"], after.loc["S10", "outcome"]) == ("pass", "fail")
+    assert (old.loc["S11", "outcome"], after.loc["S11", "outcome"]) == ("fail", "pass")
+    unchanged = [s for s in _ids(3, 30) if s not in ("S10", "S11")]  # keep the time they were first recorded
+    assert after.loc[unchanged, "recorded_at"].equals(old.loc[unchanged, "recorded_at"])
+    assert (after.loc[["S10", "S11", "S30"], "recorded_at"] > old["recorded_at"].max()).all()
+    # the same file merged again changes nothing and duplicates nothing
+    again = _record(settings, path, partial="merge")
+    assert _lines(again, "2025")[0] == (
+        "2025: 29 outcomes recorded (12 at risk: fail, withdrawn); merged with the 32 recorded before (none "
+        "changed): 3 not in this file kept, 32 now recorded"
+    )
+    pd.testing.assert_frame_equal(
+        after.drop(columns="id"), _recorded(settings).set_index("student_id").drop(columns="id")
+    )
+
+
+def test_replace_keeps_only_the_file_students(recorded_30, tmp_path):
+    settings, _ = recorded_30
+    replaced = _record(settings, _second_file(tmp_path), partial="replace")
+    assert _lines(replaced, "2025") == [
+        "2025: 29 outcomes recorded (12 at risk: fail, withdrawn); they replace the 30 recorded before (2 changed, "
+        "2 new): 3 not in this file deleted",
+        "  matched to scored students: 29 of 40 scored",
+        "  scored students with no outcome in this file: 11; left out of the performance figures",
+        "  every outcome matched a scored student",
+    ]
+    assert _recorded(settings).student_id.tolist() == _ids(3, 32)
+    assert replaced["by_cohort"]["2025"]["stored"]["action"] == "replaced-partly"
+
+
+def test_the_same_file_twice_and_a_file_covering_everyone_are_accepted(recorded_30, tmp_path):
+    settings, before = recorded_30
+    again = _record(settings, tmp_path / "first.csv")  # the default (refuse): nothing is missing
+    assert _lines(again, "2025")[0] == (
+        "2025: 30 outcomes recorded (12 at risk: fail, withdrawn); they replace the 30 recorded before (none changed)"
+    )
+    pd.testing.assert_frame_equal(before.drop(columns="id"), _recorded(settings).drop(columns="id"))
+    wider = _outcomes_file(tmp_path / "wider.csv", _ids(0, 33), flip=("S04",))  # everyone, 3 new, 1 changed
+    out = _record(settings, wider)
+    assert _lines(out, "2025")[0] == (
+        "2025: 33 outcomes recorded (14 at risk: fail, withdrawn); they replace the 30 recorded before (1 changed, "
+        "3 new)"
+    )
+    after = _recorded(settings)
+    assert after.student_id.tolist() == _ids(0, 33) and after.student_id.is_unique
+
+
+def test_every_partial_cohort_is_named_in_one_message(url, tmp_path):
+    """Two cohorts in one file, both lacking recorded students: one refusal names both, nothing written."""
+    settings = _hand_scored(url, tmp_path, {"2024": 10, "2025": 10})
+    both = pd.concat(
+        [pd.read_csv(_outcomes_file(tmp_path / f"{c}.csv", _ids(0, 10), cohort=c)) for c in ("2024", "2025")]
+    )
+    both.to_csv(tmp_path / "both.csv", index=False)
+    _record(settings, tmp_path / "both.csv")
+    part = both[~both.student_id.isin(["S00"]) & ~((both.cohort == 2025) & both.student_id.isin(["S01", "S02"]))]
+    part.to_csv(tmp_path / "part.csv", index=False)
+    with pytest.raises(store.PartialCohortError) as err:
+        _record(settings, tmp_path / "part.csv")
+    assert str(err.value).startswith(
+        f"{tmp_path / 'part.csv'}: cohort 2024 has 10 outcomes recorded, this file has 9 of its students (9 recorded "
+        "before, 0 new), so 1 recorded before are missing from it; cohort 2025 has 10 outcomes recorded, this file "
+        "has 7 of its students (7 recorded before, 0 new), so 3 recorded before are missing from it. Nothing was "
+        "written."
+    )
+    assert len(_recorded(settings, "2024")) == 10 and len(_recorded(settings, "2025")) == 10
+    # --cohort: only that cohort's rows are recorded, so only its recorded students count
+    out = _record(settings, tmp_path / "part.csv", partial="merge", cohorts=["2024"])
+    assert out["cohorts"] == ["2024"] and len(_recorded(settings, "2024")) == 10
+
+
+def test_steps_pass_the_choice_through(recorded_30, tmp_path):
+    """`flows.steps.outcomes` (what the CLI and the Prefect flow run) records with the chosen `partial`."""
+    from flows import steps
+
+    settings, _ = recorded_30
+
+    def only_recording(step, fn, /, *args, **kwargs):  # the reports need a model; recording does not
+        return fn(*args, **kwargs) if step in ("validate", "record-outcomes") else {}
+
+    config, path = load_config(DEMO), str(_second_file(tmp_path))
+    with pytest.raises(store.PartialCohortError):
+        steps.outcomes(config, settings, path, run=only_recording)
+    recorded, _, _ = steps.outcomes(config, settings, path, partial="replace", run=only_recording)
+    assert recorded["by_cohort"]["2025"]["stored"]["action"] == "replaced-partly"
+    assert len(_recorded(settings)) == 29
+
+
+def test_cli_options_reach_the_flow_and_the_deployment(monkeypatch, tmp_path):
+    """With a Prefect server, the CLI runs the outcomes flow with `partial`; the deployment takes its default
+    from STUDENT_RISK_DEPLOY_OUTCOMES_PARTIAL; --merge with --replace is refused."""
+    import inspect
+
+    from flows import deploy, pipeline
+    from flows.settings import DeploySettings
+
+    for name in ("settings.toml", "history.csv", "intake.csv"):
+        (tmp_path / name).write_text("")
+    paths = {"config_path": tmp_path / "settings.toml", "history_path": tmp_path / "history.csv"}
+    paths["intake_path"] = tmp_path / "intake.csv"
+    monkeypatch.delenv("STUDENT_RISK_DEPLOY_OUTCOMES_PARTIAL", raising=False)
+    deps = {x.flow_name: x for x in deploy.build(DeploySettings(**paths))}
+    assert deps["outcomes"].parameters["partial"] == "refuse"
+    monkeypatch.setenv("STUDENT_RISK_DEPLOY_OUTCOMES_PARTIAL", "merge")
+    deps = {x.flow_name: x for x in deploy.build(DeploySettings(**paths))}
+    assert deps["outcomes"].parameters["partial"] == "merge"
+    assert "partial" not in deps["score"].parameters  # scoring keeps its own default (refuse)
+    assert DeploySettings().outcomes_partial == "merge"
+    monkeypatch.setenv("STUDENT_RISK_DEPLOY_OUTCOMES_PARTIAL", "overwrite")
+    with pytest.raises(ValueError, match="outcomes_partial"):
+        DeploySettings()
+    monkeypatch.delenv("STUDENT_RISK_DEPLOY_OUTCOMES_PARTIAL")
+
+    path = _outcomes_file(tmp_path / "o.csv", _ids(0, 3))
+    seen = {}
+    signature = inspect.signature(pipeline.outcomes_flow.fn)
+
+    def fake_flow(*args):
+        seen.update(signature.bind(*args).arguments)
+        return {"recorded": {"by_cohort": {}}, "reports": []}
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: the flow is replaced
+    monkeypatch.setattr(pipeline, "outcomes_flow", fake_flow)
+    for option, partial in [([], "refuse"), (["--merge"], "merge"), (["--replace"], "replace")]:
+        res = CliRunner().invoke(app, ["outcomes", str(path), "-c", str(DEMO), "--home", str(tmp_path), *option])
+        assert res.exit_code == 0, res.output
+        assert seen["partial"] == partial and seen["outcomes_path"] == str(path)
+    res = CliRunner().invoke(app, ["outcomes", str(path), "-c", str(DEMO), "--merge", "--replace"])
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1] == (
+        "Error: --merge and --replace exclude each other: choose one."
+    )
+
+
+@pytest.mark.slow  # the CLI end to end on a trained home: refused, then merged, with the reports after
+def test_cli_partial_outcomes_refused_then_merged(scored, small_demo, tmp_path):
+    full = tmp_path / "outcomes-2023.csv"
+    small_demo.outcomes.to_csv(full, index=False)
+    _record(scored, full)
+    part = tmp_path / "late.csv"
+    small_demo.outcomes.iloc[100:].to_csv(part, index=False)
+    args = ["outcomes", str(part), "-c", str(DEMO), "--home", str(scored.home)]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "2000"})
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1] == (
+        f"Error: {part}: cohort 2023 has 800 outcomes recorded, this file has 700 of its students (700 recorded "
+        "before, 0 new), so 100 recorded before are missing from it. Nothing was written. To update this file's "
+        'students and keep the other students\' recorded outcomes, run outcomes with --merge (partial="merge"); to '
+        "keep only this file's outcomes, deleting the others recorded before, run outcomes with --replace "
+        '(partial="replace").'
+    )
+    assert "[2023 outcomes]" not in res.output and len(_recorded(scored, "2023")) == 800
+    res = CliRunner().invoke(app, [*args, "--merge"])
+    assert res.exit_code == 0, res.output
+    assert (
+        "; merged with the 800 recorded before (none changed): 100 not in this file kept, 800 now recorded"
+        in res.output
+    )
+    assert "  matched to scored students: 800 (every scored student)" in res.output.splitlines()
+    assert "[2023 outcomes]" in res.output and len(_recorded(scored, "2023")) == 800
+
+
+@pytest.mark.slow  # a Prefect run (test harness): the outcomes flow's `partial` parameter, as a deployment passes it
+def test_outcomes_flow_refuses_then_replaces(scored, small_demo, tmp_path):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.pipeline import outcomes_flow
+
+    full = tmp_path / "outcomes-2023.csv"
+    small_demo.outcomes.to_csv(full, index=False)
+    _record(scored, full)
+    part = tmp_path / "late.csv"
+    small_demo.outcomes.iloc[100:].to_csv(part, index=False)
+    with prefect_test_harness(server_startup_timeout=120):
+        state = outcomes_flow(str(DEMO), str(part), str(scored.home), return_state=True)
+        assert state.is_failed() and len(_recorded(scored, "2023")) == 800
+        with pytest.raises(store.PartialCohortError, match="so 100 recorded before are missing from it"):
+            state.result()
+        out = outcomes_flow(str(DEMO), str(part), str(scored.home), partial="replace")
+    assert out["recorded"]["by_cohort"]["2023"]["lines"][0].endswith(
+        "; they replace the 800 recorded before (none changed): 100 not in this file deleted"
+    )
+    assert len(_recorded(scored, "2023")) == 700
