@@ -8,14 +8,25 @@ all of them. `train` runs that procedure for the champion, and again inside a fo
 backtest (train on cohorts before Y, test on Y) so the backtest measures the procedure
 itself, tuning included. Baselines (base rate, logistic regression) go through the same
 folds and the same backtest.
+
+Scale. The units of that work are independent: each parameter set's CV (`search_point`) of
+each run, then each run's fit (`select_and_fit` for the champion, `backtest_year` for a year).
+`train` hands them to a `map` it is given (`builtins.map` by default; a process pool, or
+Prefect tasks on Dask in `flows/`), so the same seeded units give the same model whatever the
+layout. Above `tune_sample_above` rows the parameter set is chosen on a per-cohort stratified
+sample; its tree count comes from one cohort-grouped CV on all rows, which also gives the
+out-of-fold scores calibration is fitted on. Above `dask_fit_above` rows the final fit can run
+on a Dask cluster (`fit`, e.g. `risk_model.dask_fit.DaskFit`).
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -39,6 +50,8 @@ from risk_model.splits import ForwardCohortSplit, cohort_folds
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+Map = Callable[..., Iterable[Any]]  # builtins.map's shape: map(fn, *iterables) -> results in order
+Fit = Callable[[dict, pd.DataFrame, np.ndarray, int], lgb.Booster]  # params, X, y, n_trees -> booster
 
 
 @dataclass
@@ -148,38 +161,142 @@ def _folds(cohorts: np.ndarray, y: np.ndarray, seed: int) -> tuple[list, str]:
     return list(skf.split(cohorts, y)), "StratifiedKFold(5) inside the only cohort"
 
 
-def select_and_fit(
-    X: pd.DataFrame, y: np.ndarray, cohorts: np.ndarray, levels: dict, t: TrainingConfig, c: DatasetContract
-) -> FittedModel:
-    """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all."""
-    folds, fold_kind = _folds(cohorts, y, t.seed)
-    data = lgb.Dataset(to_lightgbm(X), y, free_raw_data=False, params={"feature_pre_filter": False})
-    best = None
-    search = []
-    for grid_point in t.param_grid:
-        params = {**_base_params(t, c, len(y)), **grid_point}
-        res = lgb.cv(
-            params,
-            data,
-            num_boost_round=t.max_trees,
-            folds=folds,
-            callbacks=[lgb.early_stopping(t.early_stopping_rounds, verbose=False)],
-            return_cvbooster=True,
-        )
-        curve = res["valid auc-mean"]
-        n_trees = len(curve)
-        search.append({"params": grid_point, "n_trees": n_trees, "cv_auc": float(curve[-1])})
-        if best is None or curve[-1] > best[0]:
-            best = (curve[-1], params, n_trees, res["cvbooster"])
-    assert best is not None  # the grid has at least one point (TrainingConfig)
-    _, params, n_trees, cvbooster = best
-    raw = np.empty(len(y))
-    for booster, (train_idx, test_idx) in zip(cvbooster.boosters, folds, strict=True):
+@dataclass(frozen=True)
+class Candidate:
+    """One parameter set's cohort-grouped CV: its tree count (early stopping on the mean held-out AUC),
+    that AUC, and the out-of-fold log-odds at that tree count of the `rows` rows it ran on."""
+
+    params: dict  # the grid point
+    n_trees: int
+    cv_auc: float
+    raw: np.ndarray
+    rows: int
+
+    def entry(self) -> dict:
+        return {"params": self.params, "n_trees": self.n_trees, "cv_auc": self.cv_auc, "rows": self.rows}
+
+
+def _threads(params: dict, threads: int | None) -> dict:
+    """`params` with LightGBM's thread count for this process (results do not depend on it: deterministic)."""
+    return params if threads is None else {**params, "num_threads": threads}
+
+
+def _dataset(X: pd.DataFrame, y: np.ndarray, params: dict) -> lgb.Dataset:
+    """The binned training data; bins depend on the data and `params` (seed, ...), never on the grid point."""
+    return lgb.Dataset(to_lightgbm(X), y, free_raw_data=False, params={**params, "feature_pre_filter": False})
+
+
+def _cv(params: dict, data: lgb.Dataset, folds: list, t: TrainingConfig) -> tuple[list[lgb.Booster], int, float]:
+    """`lgb.cv` with early stopping on the mean held-out AUC, reading that AUC every `t.eval_every` trees.
+
+    Hand-written around LightGBM's Booster because lgb.cv computes (sorts) every fold's AUC after every
+    tree: 58 of 264 s of CV at 100k students. With eval_every=1 it is lgb.cv (a test holds it to that)."""
+    data.construct()
+    boosters = []
+    for train_idx, test_idx in folds:
+        booster = lgb.Booster(params, data.subset(sorted(train_idx)))
+        booster.add_valid(data.subset(sorted(test_idx)), "valid")
+        boosters.append(booster)
+    best_auc, best_n = -np.inf, 0
+    for n in range(1, t.max_trees + 1):
+        for booster in boosters:
+            booster.update()
+        if n % t.eval_every and n < t.max_trees:
+            continue
+        auc = float(np.mean([booster.eval_valid()[0][2] for booster in boosters]))
+        if auc > best_auc:
+            best_auc, best_n = auc, n
+        elif n - best_n >= t.early_stopping_rounds:
+            break
+    return boosters, best_n, best_auc
+
+
+def _oof_raw(boosters: list[lgb.Booster], X: pd.DataFrame, folds: list, n_trees: int, c: DatasetContract):
+    raw = np.empty(len(X))
+    for booster, (train_idx, test_idx) in zip(boosters, folds, strict=True):
         held_out = fill_unlearned(X.iloc[test_idx], missing_fill(X.iloc[train_idx], c))
         raw[test_idx] = booster.predict(to_lightgbm(held_out), raw_score=True, num_iteration=n_trees)
-    weight, raw, why = _choose_family(X, y, folds, raw, c)
+    return raw
+
+
+def search_point(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cohorts: np.ndarray,
+    grid_point: dict,
+    t: TrainingConfig,
+    c: DatasetContract,
+    threads: int | None = None,
+) -> Candidate:
+    """One parameter set through cohort-grouped CV: a unit of work with no other input (see `train`)."""
+    folds, _ = _folds(cohorts, y, t.seed)
+    base = _base_params(t, c, len(y))
+    boosters, n_trees, auc = _cv(_threads({**base, **grid_point}, threads), _dataset(X, y, base), folds, t)
+    return Candidate(grid_point, n_trees, auc, _oof_raw(boosters, X, folds, n_trees, c), len(y))
+
+
+def tuning_rows(cohorts: np.ndarray, y: np.ndarray, t: TrainingConfig) -> np.ndarray:
+    """The rows parameters are chosen on: all of them up to `tune_sample_above`, else a sample of about
+    `tune_sample_rows` drawn within each cohort and outcome in proportion (seeded), in their original order,
+    so every cohort keeps its share and its base rate and cohort-grouped folds stay whole cohorts."""
+    if len(y) <= t.tune_sample_above:
+        return np.arange(len(y))
+    rng = np.random.default_rng(t.seed)
+    share = t.tune_sample_rows / len(y)
+    cells = pd.Series(np.arange(len(y))).groupby([cohorts, y], sort=True)
+    picked = [rng.choice(idx.to_numpy(), max(1, round(len(idx) * share)), replace=False) for _, idx in cells]
+    return np.sort(np.concatenate(picked))
+
+
+def _grid(
+    X: pd.DataFrame, y: np.ndarray, cohorts: np.ndarray, t: TrainingConfig, c: DatasetContract, threads: int | None
+) -> list[Candidate]:
+    """Every parameter set on the tuning rows, in one process (the binned data built once for all)."""
+    rows = tuning_rows(cohorts, y, t)
+    Xs, ys, gs = X.iloc[rows], y[rows], cohorts[rows]
+    folds, _ = _folds(gs, ys, t.seed)
+    base = _base_params(t, c, len(ys))
+    data = _dataset(Xs, ys, base)
+    out = []
+    for grid_point in t.param_grid:
+        boosters, n_trees, auc = _cv(_threads({**base, **grid_point}, threads), data, folds, t)
+        out.append(Candidate(grid_point, n_trees, auc, _oof_raw(boosters, Xs, folds, n_trees, c), len(ys)))
+    return out
+
+
+def _fit_local(params: dict, X: pd.DataFrame, y: np.ndarray, n_trees: int) -> lgb.Booster:
+    return lgb.train(params, _dataset(X, y, params), num_boost_round=n_trees)
+
+
+def select_and_fit(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cohorts: np.ndarray,
+    levels: dict,
+    t: TrainingConfig,
+    c: DatasetContract,
+    *,
+    search: list[Candidate] | None = None,
+    threads: int | None = None,
+    fit: Fit | None = None,
+) -> FittedModel:
+    """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all.
+
+    `search`: the grid's candidates when they were computed elsewhere (`search_point` units); chosen on a
+    sample, the winner's tree count and out-of-fold scores come from one more CV on all rows. `fit`: how the
+    final model is fitted when there are more than `dask_fit_above` rows (else here, in this process)."""
+    folds, fold_kind = _folds(cohorts, y, t.seed)
+    grid = search if search is not None else _grid(X, y, cohorts, t, c, threads)
+    best = max(grid, key=lambda cand: cand.cv_auc)  # the first of equals, as the loop it replaced
+    entries = [cand.entry() for cand in grid]
+    if best.rows < len(y):  # chosen on a sample: tree count and out-of-fold scores on all rows
+        best = search_point(X, y, cohorts, best.params, t, c, threads)
+        entries.append({**best.entry(), "tree_count_on_all_rows": True})
+    params, n_trees = {**_base_params(t, c, len(y)), **best.params}, best.n_trees
+    weight, raw, why = _choose_family(X, y, folds, best.raw, c)
     calibrator = Calibrator.fit(raw, y, t.calibration)
-    final = lgb.train(params, data, num_boost_round=n_trees)
+    big = fit is not None and len(y) > t.dask_fit_above
+    final = (fit if big and fit is not None else _fit_local)(_threads(params, threads), X, y, n_trees)
     oof = pd.DataFrame({"cohort": cohorts, "y": y, "p": calibrator(raw)})
     linear = LinearPart.fit(X, y, c.numeric_features, c.categorical, monotone=c.monotone) if weight < 1 else None
     family = "lightgbm" if weight >= 1 else f"lightgbm+logistic blend ({weight:.2f}/{1 - weight:.2f} of log-odds)"
@@ -190,7 +307,7 @@ def select_and_fit(
         params,
         n_trees,
         fold_kind,
-        search,
+        entries,
         oof,
         missing_fill(X, c),
         linear,
@@ -238,8 +355,89 @@ def fingerprint(df: pd.DataFrame) -> str:
     return hashlib.sha256(row_hashes.tobytes()).hexdigest()
 
 
-def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) -> TrainResult:
-    """Train on validated past cohorts: CV, forward backtest, baselines, verdict."""
+@dataclass
+class YearResult:
+    """One year of the forward backtest: the procedure run on the cohorts before it, judged on it."""
+
+    cohort: str
+    predictions: pd.DataFrame  # id, cohort, y and each model's p (the product's calibrated)
+    raw: np.ndarray  # the product's uncalibrated log-odds of the test cohort (`FittedModel.raw`)
+    promised: dict  # the CV estimate of the model that then predicted the cohort
+    promised_by_cohort: dict
+    family: str
+    search: list[dict]
+
+
+def backtest_year(
+    df: pd.DataFrame,
+    test_cohort: str,
+    levels: dict[str, list[str]],
+    c: DatasetContract,
+    t: TrainingConfig,
+    *,
+    search: list[Candidate] | None = None,
+    threads: int | None = None,
+    fit: Fit | None = None,
+) -> YearResult:
+    """One year of the forward backtest: the whole procedure, selection included, on the cohorts of `df`
+    before `test_cohort`, then that cohort predicted by its model and by the baselines.
+
+    `df`: the validated rows of those cohorts and of `test_cohort`; `levels`: the category levels of the
+    whole training table (the baselines read categories as they are there)."""
+    cohorts = df[c.cohort_column].astype(str).to_numpy()
+    y = at_risk(df, c)
+    te, tr = np.flatnonzero(cohorts == test_cohort), np.flatnonzero(cohorts != test_cohort)
+    tr_levels = category_levels(df.iloc[tr], c)
+    X_tr = build_features(df.iloc[tr], c, tr_levels)
+    fitted = select_and_fit(X_tr, y[tr], cohorts[tr], tr_levels, t, c, search=search, threads=threads, fit=fit)
+    raw = fitted.raw(build_features(df.iloc[te], c, tr_levels))
+    Xb = build_features(df, c, levels)
+    predictions = pd.DataFrame(
+        {
+            "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
+            "cohort": cohorts[te],
+            "y": y[te],
+            "lightgbm": fitted.calibrator(raw),  # the product
+            "base_rate": _baseline_predict("base_rate", Xb.iloc[tr], y[tr], Xb.iloc[te], c),
+            "logistic": _baseline_predict("logistic", Xb.iloc[tr], y[tr], Xb.iloc[te], c),
+        }
+    )
+    oof = fitted.oof
+    k = t.top_k_percent
+    return YearResult(
+        test_cohort,
+        predictions,
+        raw,
+        evaluate.metrics(oof.y, oof.p, k),
+        # the same by cohort: what a promise about test_cohort, made by that model, rests on
+        evaluate.metrics_by_cohort(oof.cohort.to_numpy(), oof.y.to_numpy(), oof.p.to_numpy(), k),
+        fitted.family,
+        fitted.search,
+    )
+
+
+def _run_unit(unit: tuple) -> Any:
+    """One unit of `train`'s second stage, by kind: the champion's fit, a backtest year, a baseline's fold."""
+    kind, args, kwargs = unit
+    fn = {"champion": select_and_fit, "year": backtest_year, "baseline": _baseline_predict}[kind]
+    return fn(*args, **kwargs)
+
+
+def train(
+    df: pd.DataFrame,
+    config: Config,
+    *,
+    map: Map = builtins.map,
+    fit: Fit | None = None,
+    threads: int | None = None,
+    progress: Progress = log.info,
+) -> TrainResult:
+    """Train on validated past cohorts: CV, forward backtest, baselines, verdict.
+
+    The independent units go through `map` in two stages: every parameter set of every run (the
+    champion's, each backtest year's) as `search_point`, then every run's fit and the baselines' folds.
+    `map` may run them anywhere (a process pool, Dask); results do not depend on where. `threads`:
+    LightGBM threads per unit (1 when units run side by side). `fit`: see `select_and_fit`."""
     c, t = config.dataset, config.training
     df = df.reset_index(drop=True)
     cohorts = df[c.cohort_column].astype(str).to_numpy()
@@ -254,48 +452,66 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
     X = build_features(df, c, levels)
     k = t.top_k_percent
 
-    progress(f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}")
-    model = select_and_fit(X, y, cohorts, levels, t, c)
+    # the runs of the procedure: the champion on every cohort, and each backtest year on the cohorts before it
+    years = list(ForwardCohortSplit(order=c.cohort_key).split(X, y, cohorts)) if len(order) >= 2 else []
+    runs: list[tuple[str, np.ndarray]] = [("champion", np.arange(len(y)))]
+    runs += [(str(cohorts[te[0]]), tr) for tr, te in years]
+    progress(
+        f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}; "
+        f"the same inside {len(years)} backtest year(s)"
+    )
+    searches = []
+    for key, rows in runs:
+        run_levels = levels if key == "champion" else category_levels(df.iloc[rows], c)
+        tune = rows[tuning_rows(cohorts[rows], y[rows], t)]
+        Xs = X.iloc[tune] if key == "champion" else build_features(df.iloc[tune], c, run_levels)
+        searches += [(Xs, y[tune], cohorts[tune], grid_point) for grid_point in t.param_grid]
+    n = len(t.param_grid)
+    m = len(searches)
+    found = list(map(search_point, *zip(*searches, strict=True), [t] * m, [c] * m, [threads] * m))
+    by_run = [found[i * n : (i + 1) * n] for i in range(len(runs))]
+
+    progress(f"Fitting {len(runs)} model(s): the champion and one per backtest year")
+    folds, _ = _folds(cohorts, y, t.seed)
+    units: list[tuple] = [("champion", (X, y, cohorts, levels, t, c), {"search": by_run[0], "threads": threads})]
+    for (tr, te), search in zip(years, by_run[1:], strict=True):
+        rows = np.concatenate([tr, te])
+        units.append(
+            ("year", (df.iloc[rows], str(cohorts[te[0]]), levels, c, t), {"search": search, "threads": threads})
+        )
+    units += [("baseline", ("logistic", X.iloc[tr], y[tr], X.iloc[te], c), {}) for tr, te in folds]
+    big = [
+        i
+        for i, (kind, args, _) in enumerate(units)
+        if fit is not None and kind != "baseline" and len(args[0]) > t.dask_fit_above
+    ]
+    mapped = [i for i in range(len(units)) if i not in big]
+    done = dict(zip(mapped, map(_run_unit, [units[i] for i in mapped]), strict=True))
+    for i in big:  # after the mapped units: the cluster is free for LightGBM's Dask estimator
+        kind, args, kwargs = units[i]
+        done[i] = _run_unit((kind, args, {**kwargs, "fit": fit}))
+    results = [done[i] for i in range(len(units))]
+    model: FittedModel = results[0]
+    year_results: list[YearResult] = results[1 : 1 + len(years)]
+
     # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
     metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}, "promised_by_cohort": {}}
     metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
     metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
-    folds, _ = _folds(cohorts, y, t.seed)
-    for name in ("base_rate", "logistic"):
-        oof = np.empty(len(y))
-        for tr, te in folds:
-            oof[te] = _baseline_predict(name, X.iloc[tr], y[tr], X.iloc[te], c)
-        metrics["cv"][name] = evaluate.metrics_by_cohort(cohorts, y, oof, k)
+    metrics["cv"]["base_rate"] = evaluate.metrics_by_cohort(cohorts, y, _fold_base_rate(y, folds), k)
+    logistic = np.empty(len(y))
+    for (_, te), p in zip(folds, results[1 + len(years) :], strict=True):
+        logistic[te] = p
+    metrics["cv"]["logistic"] = evaluate.metrics_by_cohort(cohorts, y, logistic, k)
 
     backtest_predictions = None
     families: dict[str, str] = {}  # the family each backtest model chose, by the cohort it then predicted
-    if len(order) >= 2:
-        parts = []
-        splitter = ForwardCohortSplit(order=c.cohort_key)
-        for tr, te in splitter.split(X, y, cohorts):
-            test_cohort = cohorts[te[0]]
-            progress(f"Backtest: training on cohorts before {test_cohort}, testing on {test_cohort}")
-            tr_levels = category_levels(df.iloc[tr], c)
-            fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t, c)
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
-                        "cohort": cohorts[te],
-                        "y": y[te],
-                        "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),  # the product
-                        "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
-                        "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
-                    }
-                )
-            )
-            metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
-            families[test_cohort] = fitted.family
-            # the same by cohort: what a promise about test_cohort, made by that model, rests on
-            metrics["promised_by_cohort"][test_cohort] = evaluate.metrics_by_cohort(
-                fitted.oof.cohort.to_numpy(), fitted.oof.y.to_numpy(), fitted.oof.p.to_numpy(), k
-            )
-        backtest_predictions = pd.concat(parts, ignore_index=True)
+    for year in year_results:
+        metrics["promised"][year.cohort] = year.promised
+        metrics["promised_by_cohort"][year.cohort] = year.promised_by_cohort
+        families[year.cohort] = year.family
+    if year_results:
+        backtest_predictions = pd.concat([year.predictions for year in year_results], ignore_index=True)
         g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
         for name in ("lightgbm", "base_rate", "logistic"):
             metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, backtest_predictions[name].to_numpy(), k)
@@ -314,6 +530,13 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
         fingerprint=fingerprint(df),
         backtest_predictions=backtest_predictions,
     )
+
+
+def _fold_base_rate(y: np.ndarray, folds: list) -> np.ndarray:
+    out = np.empty(len(y))
+    for tr, te in folds:
+        out[te] = float(np.mean(y[tr]))
+    return out
 
 
 def summarize(metrics: dict, t: TrainingConfig) -> dict:
