@@ -13,9 +13,9 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect_dask import DaskTaskRunner
 
 from flows.pipeline import validate_task
+from flows.runners import task_runner
 from flows.settings import run_settings
 from risk_model import jobs, partition
 from risk_model.config import Config, Settings, load_config
@@ -33,20 +33,6 @@ def score_partition_task(
 @task(name="save-scores", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def save_task(settings: Settings, result) -> dict:
     return partition.save(settings, result, progress=get_run_logger().info)
-
-
-def task_runner(dask_address: str | None = None, dask_workers: int = 2) -> DaskTaskRunner:
-    """A runner on the Dask scheduler at `dask_address`, else on a local cluster of `dask_workers` processes."""
-    if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": dask_workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-        }
-    )
 
 
 @flow(name="score-on-dask")

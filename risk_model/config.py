@@ -190,17 +190,17 @@ class TrainingConfig(_Frozen):
     )
     tune_sample_above: int = Field(
         50_000,
-        ge=1000,
+        ge=100,
         description="Training rows above which the parameter set is chosen on a sample (`tune_sample_rows`, "
         "stratified by cohort and outcome); the chosen set's tree count then comes from one cohort-grouped CV "
         "on all rows, and the model is fitted on all rows.",
     )
     tune_sample_rows: int = Field(
-        20_000, ge=1000, description="Rows of the sample parameters are chosen on (see tune_sample_above)."
+        20_000, ge=100, description="Rows of the sample parameters are chosen on (see tune_sample_above)."
     )
     dask_fit_above: int = Field(
         1_000_000,
-        ge=1000,
+        ge=100,
         description="Training rows above which the final fit runs on the Dask cluster with LightGBM's own "
         "Dask estimator (when training runs on a cluster; the flow's train-on-dask does).",
     )

@@ -169,7 +169,7 @@ class Candidate:
     params: dict  # the grid point
     n_trees: int
     cv_auc: float
-    raw: np.ndarray
+    raw: np.ndarray | None  # None when not asked for (a sample's candidates: the winner runs again on all rows)
     rows: int
 
     def entry(self) -> dict:
@@ -227,12 +227,14 @@ def search_point(
     t: TrainingConfig,
     c: DatasetContract,
     threads: int | None = None,
+    oof: bool = True,
 ) -> Candidate:
-    """One parameter set through cohort-grouped CV: a unit of work with no other input (see `train`)."""
+    """One parameter set through cohort-grouped CV: a unit of work with no other input (see `train`).
+    `oof`: also its out-of-fold log-odds (what calibration and the family choice read)."""
     folds, _ = _folds(cohorts, y, t.seed)
     base = _base_params(t, c, len(y))
     boosters, n_trees, auc = _cv(_threads({**base, **grid_point}, threads), _dataset(X, y, base), folds, t)
-    return Candidate(grid_point, n_trees, auc, _oof_raw(boosters, X, folds, n_trees, c), len(y))
+    return Candidate(grid_point, n_trees, auc, _oof_raw(boosters, X, folds, n_trees, c) if oof else None, len(y))
 
 
 def tuning_rows(cohorts: np.ndarray, y: np.ndarray, t: TrainingConfig) -> np.ndarray:
@@ -260,8 +262,14 @@ def _grid(
     out = []
     for grid_point in t.param_grid:
         boosters, n_trees, auc = _cv(_threads({**base, **grid_point}, threads), data, folds, t)
-        out.append(Candidate(grid_point, n_trees, auc, _oof_raw(boosters, Xs, folds, n_trees, c), len(ys)))
+        raw = _oof_raw(boosters, Xs, folds, n_trees, c) if len(rows) == len(y) else None
+        out.append(Candidate(grid_point, n_trees, auc, raw, len(ys)))
     return out
+
+
+def winner(grid: list[Candidate]) -> Candidate:
+    """The best cross-validated AUC; the first of equals, as the loop it replaced."""
+    return max(grid, key=lambda cand: cand.cv_auc)
 
 
 def _fit_local(params: dict, X: pd.DataFrame, y: np.ndarray, n_trees: int) -> lgb.Booster:
@@ -277,21 +285,23 @@ def select_and_fit(
     c: DatasetContract,
     *,
     search: list[Candidate] | None = None,
+    on_all_rows: Candidate | None = None,
     threads: int | None = None,
     fit: Fit | None = None,
 ) -> FittedModel:
     """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all.
 
-    `search`: the grid's candidates when they were computed elsewhere (`search_point` units); chosen on a
-    sample, the winner's tree count and out-of-fold scores come from one more CV on all rows. `fit`: how the
-    final model is fitted when there are more than `dask_fit_above` rows (else here, in this process)."""
+    `search`: the grid's candidates when they were computed elsewhere (`search_point` units). Chosen on a
+    sample, the winner's tree count and out-of-fold scores come from one more CV on all rows (`on_all_rows`
+    when computed elsewhere). `fit`: how the final model is fitted above `dask_fit_above` rows."""
     folds, fold_kind = _folds(cohorts, y, t.seed)
     grid = search if search is not None else _grid(X, y, cohorts, t, c, threads)
-    best = max(grid, key=lambda cand: cand.cv_auc)  # the first of equals, as the loop it replaced
+    best = winner(grid)
     entries = [cand.entry() for cand in grid]
-    if best.rows < len(y):  # chosen on a sample: tree count and out-of-fold scores on all rows
-        best = search_point(X, y, cohorts, best.params, t, c, threads)
+    if best.rows < len(y) or best.raw is None:  # chosen on a sample: tree count and out-of-fold scores on all rows
+        best = on_all_rows or search_point(X, y, cohorts, best.params, t, c, threads)
         entries.append({**best.entry(), "tree_count_on_all_rows": True})
+    assert best.raw is not None
     params, n_trees = {**_base_params(t, c, len(y)), **best.params}, best.n_trees
     weight, raw, why = _choose_family(X, y, folds, best.raw, c)
     calibrator = Calibrator.fit(raw, y, t.calibration)
@@ -340,10 +350,10 @@ def _baseline_predict(name: str, X_tr, y_tr, X_te, contract: DatasetContract) ->
     if name == "base_rate":
         return np.full(len(X_te), float(np.mean(y_tr)))
     cat = contract.categorical
-    Xtr = X_tr.astype({c: object for c in cat})
-    Xte = X_te.astype({c: object for c in cat})
-    for frame in (Xtr, Xte):
-        frame[cat] = frame[cat].fillna("(missing)")
+    # categories as their codes in the shared levels (-1: missing), so the encoder counts integers, not
+    # Python strings (a third of the baselines' time); one-hot columns come out in the same order
+    Xtr = X_tr.assign(**{c: X_tr[c].cat.codes for c in cat})
+    Xte = X_te.assign(**{c: X_te[c].cat.codes for c in cat})
     with threadpool_limits(1, user_api="blas"):  # see linear.py: threaded BLAS is far slower here
         model = _logistic()(contract.numeric_features, cat).fit(Xtr, y_tr)
         return model.predict_proba(Xte)[:, 1]
@@ -376,6 +386,7 @@ def backtest_year(
     t: TrainingConfig,
     *,
     search: list[Candidate] | None = None,
+    on_all_rows: Candidate | None = None,
     threads: int | None = None,
     fit: Fit | None = None,
 ) -> YearResult:
@@ -389,7 +400,9 @@ def backtest_year(
     te, tr = np.flatnonzero(cohorts == test_cohort), np.flatnonzero(cohorts != test_cohort)
     tr_levels = category_levels(df.iloc[tr], c)
     X_tr = build_features(df.iloc[tr], c, tr_levels)
-    fitted = select_and_fit(X_tr, y[tr], cohorts[tr], tr_levels, t, c, search=search, threads=threads, fit=fit)
+    fitted = select_and_fit(
+        X_tr, y[tr], cohorts[tr], tr_levels, t, c, search=search, on_all_rows=on_all_rows, threads=threads, fit=fit
+    )
     raw = fitted.raw(build_features(df.iloc[te], c, tr_levels))
     Xb = build_features(df, c, levels)
     predictions = pd.DataFrame(
@@ -460,34 +473,48 @@ def train(
         f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}; "
         f"the same inside {len(years)} backtest year(s)"
     )
-    searches = []
+    run_X, searches = [], []
     for key, rows in runs:
         run_levels = levels if key == "champion" else category_levels(df.iloc[rows], c)
-        tune = rows[tuning_rows(cohorts[rows], y[rows], t)]
-        Xs = X.iloc[tune] if key == "champion" else build_features(df.iloc[tune], c, run_levels)
-        searches += [(Xs, y[tune], cohorts[tune], grid_point) for grid_point in t.param_grid]
+        run_X.append(X if key == "champion" else build_features(df.iloc[rows], c, run_levels))
+        tune = tuning_rows(cohorts[rows], y[rows], t)
+        oof = len(tune) == len(rows)  # not on a sample: the winner's out-of-fold scores are the run's
+        Xs, ys, gs = run_X[-1].iloc[tune], y[rows][tune], cohorts[rows][tune]
+        searches += [(Xs, ys, gs, grid_point, t, c, threads, oof) for grid_point in t.param_grid]
     n = len(t.param_grid)
-    m = len(searches)
-    found = list(map(search_point, *zip(*searches, strict=True), [t] * m, [c] * m, [threads] * m))
+    found = list(map(search_point, *zip(*searches, strict=True)))
     by_run = [found[i * n : (i + 1) * n] for i in range(len(runs))]
+    # chosen on a sample: the winner's tree count and out-of-fold scores from a CV on all the run's rows
+    again = [i for i, grid in enumerate(by_run) if grid[0].rows < len(runs[i][1])]
+    if again:
+        progress(f"Tree count on all rows for {len(again)} run(s) whose parameters were chosen on a sample")
+    jobs = [(run_X[i], y[runs[i][1]], cohorts[runs[i][1]], winner(by_run[i]).params, t, c, threads) for i in again]
+    on_all: dict[int, Candidate] = dict(
+        zip(again, map(search_point, *zip(*jobs, strict=True)) if jobs else [], strict=True)
+    )
+    del run_X, searches
 
     progress(f"Fitting {len(runs)} model(s): the champion and one per backtest year")
     folds, _ = _folds(cohorts, y, t.seed)
-    units: list[tuple] = [("champion", (X, y, cohorts, levels, t, c), {"search": by_run[0], "threads": threads})]
-    for (tr, te), search in zip(years, by_run[1:], strict=True):
-        rows = np.concatenate([tr, te])
-        units.append(
-            ("year", (df.iloc[rows], str(cohorts[te[0]]), levels, c, t), {"search": search, "threads": threads})
+    units: list[tuple] = [
+        (
+            "champion",
+            (X, y, cohorts, levels, t, c),
+            {"search": by_run[0], "on_all_rows": on_all.get(0), "threads": threads},
         )
+    ]
+    for i, (tr, te) in enumerate(years, start=1):
+        kwargs = {"search": by_run[i], "on_all_rows": on_all.get(i), "threads": threads}
+        units.append(("year", (df.iloc[np.concatenate([tr, te])], str(cohorts[te[0]]), levels, c, t), kwargs))
     units += [("baseline", ("logistic", X.iloc[tr], y[tr], X.iloc[te], c), {}) for tr, te in folds]
     big = [
         i
-        for i, (kind, args, _) in enumerate(units)
-        if fit is not None and kind != "baseline" and len(args[0]) > t.dask_fit_above
+        for i, (kind, _, _) in enumerate(units)
+        if fit is not None and kind != "baseline" and len(runs[i][1]) > t.dask_fit_above
     ]
     mapped = [i for i in range(len(units)) if i not in big]
     done = dict(zip(mapped, map(_run_unit, [units[i] for i in mapped]), strict=True))
-    for i in big:  # after the mapped units: the cluster is free for LightGBM's Dask estimator
+    for i in big:  # after the mapped units, so the cluster is free for LightGBM's Dask estimator
         kind, args, kwargs = units[i]
         done[i] = _run_unit((kind, args, {**kwargs, "fit": fit}))
     results = [done[i] for i in range(len(units))]
