@@ -430,10 +430,14 @@ def backtest_year(
 
 
 def _run_unit(unit: tuple) -> Any:
-    """One unit of `train`'s second stage, by kind: the champion's fit, a backtest year, a baseline's fold."""
+    """One unit of `train`'s last stage, by kind: the champion's fit, a backtest year, a baseline's fold."""
     kind, args, kwargs = unit
-    fn = {"champion": select_and_fit, "year": backtest_year, "baseline": _baseline_predict}[kind]
-    return fn(*args, **kwargs)
+    units: dict[str, Callable[..., Any]] = {
+        "champion": select_and_fit,
+        "year": backtest_year,
+        "baseline": _baseline_predict,
+    }
+    return units[kind](*args, **kwargs)
 
 
 def train(
@@ -607,9 +611,10 @@ def reference_sample(
     """Training rows kept with the model for drift reports: features, sensitive columns,
     cohort, outcome and out-of-fold risk; never the student id."""
     cols = list(dict.fromkeys([c.cohort_column, *c.features, *c.sensitive_columns]))
-    ref = df[cols].copy()
-    ref["at_risk"] = model.oof.y.to_numpy()
-    ref["risk"] = model.oof.p.to_numpy()
-    if len(ref) > t.reference_sample:
-        ref = ref.sample(t.reference_sample, random_state=t.seed)
+    rows = pd.Series(np.arange(len(df)))
+    if len(df) > t.reference_sample:  # the rows DataFrame.sample picks, without copying every row first
+        rows = rows.sample(t.reference_sample, random_state=t.seed)
+    ref = df.iloc[rows.to_numpy()][cols].copy()
+    ref["at_risk"] = model.oof.y.to_numpy()[rows.to_numpy()]
+    ref["risk"] = model.oof.p.to_numpy()[rows.to_numpy()]
     return ref.reset_index(drop=True)
