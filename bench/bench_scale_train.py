@@ -63,6 +63,18 @@ def bare_fit(X, y) -> dict:
     return out
 
 
+def worker_cpu(client) -> float:
+    """CPU seconds of the Dask workers so far (0 without a cluster)."""
+    if client is None:
+        return 0.0
+
+    def used() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    return sum(client.run(used).values())
+
+
 class Timed:
     """A map that records, per stage, how long each unit took where it ran (for the projection)."""
 
@@ -127,6 +139,25 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
     X = build_features(history, c, category_levels(history, c))
     out.update(rows=len(history), **bare_fit(to_lightgbm(X), y))
 
+    if layout == "probe":  # what a size costs before training: data, a bare fit, the sample's pick
+        from risk_model.train import search_point, tuning_rows, winner
+
+        t = time.perf_counter()
+        cohorts = history[c.cohort_column].astype(str).to_numpy()
+        rows = tuning_rows(cohorts, y, config.training)
+        grid = [
+            search_point(X.iloc[rows], y[rows], cohorts[rows], p, config.training, c, None, False)
+            for p in config.training.param_grid
+        ]
+        out.update(
+            probe_s=time.perf_counter() - t,
+            sample_pick=winner(grid).params,
+            sample_auc={json.dumps(g.params): round(g.cv_auc, 5) for g in grid},
+            peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            load_end=load(),
+        )
+        return out
+
     cluster = client = pool = None
     if layout == "2 workers":
         import distributed
@@ -150,9 +181,12 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
     else:
         timed, fit, threads = Timed(builtins.map), None, None
 
-    t, c0 = time.perf_counter(), cpu()
+    t, c0, w0 = time.perf_counter(), cpu(), worker_cpu(client)
     res = jobs.train_and_register(settings, config, history, progress=quiet, map=timed, fit=fit, threads=threads)
-    out.update(train_s=time.perf_counter() - t, train_cpu_s=cpu() - c0, load_after_train=load())
+    out.update(train_s=time.perf_counter() - t, load_after_train=load())
+    # this process, and the Dask workers (alive: not yet counted as children); a pool's processes are counted
+    # when the pool closes, below
+    out["train_cpu_s"] = cpu() - c0 + worker_cpu(client) - w0
     out["stages"] = timed.stages
     out["validation_auc"] = res["validation_auc"]
     from risk_model.registry import Registry
@@ -173,6 +207,7 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
         cluster.close()
     if pool is not None:
         pool.__exit__(None, None, None)
+        out["train_cpu_s"] = cpu() - c0
     del X, history
 
     t, c0 = time.perf_counter(), cpu()
@@ -187,6 +222,12 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
     return out
 
 
+def config_rows() -> str:
+    from risk_model.config import load_config
+
+    return f"{load_config(REPO / 'risk_model' / 'examples' / 'demo.toml').training.tune_sample_rows:,}"
+
+
 def project(r: dict, nodes: int, cores: int) -> float:
     """Seconds on `nodes` x `cores` workers: per stage max(longest unit, unit seconds / workers), plus the
     coordinator's own time as measured (training wall minus the stages' wall)."""
@@ -199,9 +240,12 @@ def project(r: dict, nodes: int, cores: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000, 5_000_000])
-    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2])  # 0: none (with --probe)
     ap.add_argument("--pool", action="store_true", help="also the CLI's local 2-process pool")
     ap.add_argument("--compare-upto", type=int, default=1_000_000)
+    ap.add_argument(
+        "--probe", action="store_true", help="only data, a bare fit and the sample's pick (sizes too long to train)"
+    )
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -211,7 +255,8 @@ def main() -> None:
     import lightgbm
 
     print(f"student-risk training at scale: {os.cpu_count()} cores, lightgbm {lightgbm.__version__}, load {load()}")
-    layouts = [("1 worker" if w == 1 else f"{w} workers") for w in args.workers] + (["pool"] if args.pool else [])
+    layouts = [("1 worker" if w == 1 else f"{w} workers") for w in args.workers if w] + (["pool"] if args.pool else [])
+    layouts += ["probe"] if args.probe else []
     rows = []
     for n in args.sizes:
         for layout in layouts:
@@ -223,6 +268,15 @@ def main() -> None:
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(r)
+            if layout == "probe":
+                print(
+                    f"{n:>9,} students ({r['rows']:,} training rows), probe: bare fit {r['bare_s']:.1f} s (1 thread "
+                    f"{r['bare_1_s']:.1f} s, all {r['bare_all_s']:.1f} s); the {config_rows()}-row sample picks "
+                    f"{r['sample_pick']} ({r['probe_s']:.0f} s; CV AUC {r['sample_auc']}); peak {r['peak_mb']:.0f} MB; "
+                    f"load {r['load_start']} -> {r['load_end']}",
+                    flush=True,
+                )
+                continue
             total = r["train_s"] + r["score_s"] + r["report_s"]
             print(
                 f"{n:>9,} students ({r['rows']:,} training rows), {layout}: train {r['train_s']:.0f} s "
