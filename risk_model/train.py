@@ -440,6 +440,59 @@ def _run_unit(unit: tuple) -> Any:
     return units[kind](*args, **kwargs)
 
 
+@dataclass
+class _Run:
+    """One run of the procedure: the champion's (every row) or a backtest year's (the cohorts before it)."""
+
+    key: str
+    rows: np.ndarray  # into the training table
+    X: pd.DataFrame  # features of those rows, with the run's own category levels
+
+
+def _search_stage(
+    map: Map, runs: list[_Run], y: np.ndarray, cohorts: np.ndarray, t: TrainingConfig, c: DatasetContract, threads
+) -> list[list[Candidate]]:
+    """Every parameter set of every run through cohort-grouped CV on the run's tuning rows: one unit each."""
+    units = []
+    for run in runs:
+        tune = tuning_rows(cohorts[run.rows], y[run.rows], t)
+        oof = len(tune) == len(run.rows)  # not on a sample: the winner's out-of-fold scores are the run's
+        Xs, ys, gs = run.X.iloc[tune], y[run.rows][tune], cohorts[run.rows][tune]
+        units += [(Xs, ys, gs, grid_point, t, c, threads, oof) for grid_point in t.param_grid]
+    found = list(map(search_point, *zip(*units, strict=True)))
+    n = len(t.param_grid)
+    return [found[i * n : (i + 1) * n] for i in range(len(runs))]
+
+
+def _tree_count_stage(
+    map: Map, runs: list[_Run], by_run: list[list[Candidate]], y, cohorts, t: TrainingConfig, c, threads, progress
+) -> dict[int, Candidate]:
+    """Runs whose parameters were chosen on a sample: the winner's tree count and out-of-fold scores from a
+    cohort-grouped CV on all the run's rows, one unit each."""
+    again = [i for i, grid in enumerate(by_run) if grid[0].rows < len(runs[i].rows)]
+    if not again:
+        return {}
+    progress(f"Tree count on all rows for {len(again)} run(s) whose parameters were chosen on a sample")
+    units = [
+        (runs[i].X, y[runs[i].rows], cohorts[runs[i].rows], winner(by_run[i]).params, t, c, threads) for i in again
+    ]
+    return dict(zip(again, map(search_point, *zip(*units, strict=True)), strict=True))
+
+
+def _fit_stage(map: Map, fit: Fit | None, units: list[tuple], rows: list[int], t: TrainingConfig, threads) -> list:
+    """Every run's fit (and the baselines' folds), one unit each. Runs above `dask_fit_above` rows, given a
+    `fit`, run here after the others, so the cluster is free for LightGBM's Dask estimator."""
+    fits = [(kind, args, {**kwargs, "threads": threads}) for kind, args, kwargs in units if kind != "baseline"]
+    units = fits + [u for u in units if u[0] == "baseline"]
+    big = [i for i in range(len(fits)) if fit is not None and rows[i] > t.dask_fit_above]
+    mapped = [i for i in range(len(units)) if i not in big]
+    done = dict(zip(mapped, map(_run_unit, [units[i] for i in mapped]), strict=True))
+    for i in big:
+        kind, args, kwargs = units[i]
+        done[i] = _run_unit((kind, args, {**kwargs, "fit": fit}))
+    return [done[i] for i in range(len(units))]
+
+
 def train(
     df: pd.DataFrame,
     config: Config,
@@ -451,8 +504,9 @@ def train(
 ) -> TrainResult:
     """Train on validated past cohorts: CV, forward backtest, baselines, verdict.
 
-    The independent units go through `map` in two stages: every parameter set of every run (the
-    champion's, each backtest year's) as `search_point`, then every run's fit and the baselines' folds.
+    The independent units go through `map` in three stages: every parameter set of every run (the
+    champion's, each backtest year's) as `search_point`; for runs tuned on a sample, the winner's tree
+    count on all rows; then every run's fit and the baselines' folds.
     `map` may run them anywhere (a process pool, Dask); results do not depend on where. `threads`:
     LightGBM threads per unit (1 when units run side by side). `fit`: see `select_and_fit`."""
     c, t = config.dataset, config.training
@@ -471,57 +525,27 @@ def train(
 
     # the runs of the procedure: the champion on every cohort, and each backtest year on the cohorts before it
     years = list(ForwardCohortSplit(order=c.cohort_key).split(X, y, cohorts)) if len(order) >= 2 else []
-    runs: list[tuple[str, np.ndarray]] = [("champion", np.arange(len(y)))]
-    runs += [(str(cohorts[te[0]]), tr) for tr, te in years]
     progress(
         f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}; "
         f"the same inside {len(years)} backtest year(s)"
     )
-    run_X, searches = [], []
-    for key, rows in runs:
-        run_levels = levels if key == "champion" else category_levels(df.iloc[rows], c)
-        run_X.append(X if key == "champion" else build_features(df.iloc[rows], c, run_levels))
-        tune = tuning_rows(cohorts[rows], y[rows], t)
-        oof = len(tune) == len(rows)  # not on a sample: the winner's out-of-fold scores are the run's
-        Xs, ys, gs = run_X[-1].iloc[tune], y[rows][tune], cohorts[rows][tune]
-        searches += [(Xs, ys, gs, grid_point, t, c, threads, oof) for grid_point in t.param_grid]
-    n = len(t.param_grid)
-    found = list(map(search_point, *zip(*searches, strict=True)))
-    by_run = [found[i * n : (i + 1) * n] for i in range(len(runs))]
-    # chosen on a sample: the winner's tree count and out-of-fold scores from a CV on all the run's rows
-    again = [i for i, grid in enumerate(by_run) if grid[0].rows < len(runs[i][1])]
-    if again:
-        progress(f"Tree count on all rows for {len(again)} run(s) whose parameters were chosen on a sample")
-    jobs = [(run_X[i], y[runs[i][1]], cohorts[runs[i][1]], winner(by_run[i]).params, t, c, threads) for i in again]
-    on_all: dict[int, Candidate] = dict(
-        zip(again, map(search_point, *zip(*jobs, strict=True)) if jobs else [], strict=True)
-    )
-    del run_X, searches
+    runs = [_Run("champion", np.arange(len(y)), X)]
+    for tr, te in years:
+        runs.append(_Run(str(cohorts[te[0]]), tr, build_features(df.iloc[tr], c, category_levels(df.iloc[tr], c))))
+    by_run = _search_stage(map, runs, y, cohorts, t, c, threads)
+    on_all = _tree_count_stage(map, runs, by_run, y, cohorts, t, c, threads, progress)
+    del runs
 
-    progress(f"Fitting {len(runs)} model(s): the champion and one per backtest year")
+    progress(f"Fitting {len(by_run)} model(s): the champion and one per backtest year")
     folds, _ = _folds(cohorts, y, t.seed)
     units: list[tuple] = [
-        (
-            "champion",
-            (X, y, cohorts, levels, t, c),
-            {"search": by_run[0], "on_all_rows": on_all.get(0), "threads": threads},
-        )
+        ("champion", (X, y, cohorts, levels, t, c), {"search": by_run[0], "on_all_rows": on_all.get(0)})
     ]
     for i, (tr, te) in enumerate(years, start=1):
-        kwargs = {"search": by_run[i], "on_all_rows": on_all.get(i), "threads": threads}
-        units.append(("year", (df.iloc[np.concatenate([tr, te])], str(cohorts[te[0]]), levels, c, t), kwargs))
+        year_args = (df.iloc[np.concatenate([tr, te])], str(cohorts[te[0]]), levels, c, t)
+        units.append(("year", year_args, {"search": by_run[i], "on_all_rows": on_all.get(i)}))
     units += [("baseline", ("logistic", X.iloc[tr], y[tr], X.iloc[te], c), {}) for tr, te in folds]
-    big = [
-        i
-        for i, (kind, _, _) in enumerate(units)
-        if fit is not None and kind != "baseline" and len(runs[i][1]) > t.dask_fit_above
-    ]
-    mapped = [i for i in range(len(units)) if i not in big]
-    done = dict(zip(mapped, map(_run_unit, [units[i] for i in mapped]), strict=True))
-    for i in big:  # after the mapped units, so the cluster is free for LightGBM's Dask estimator
-        kind, args, kwargs = units[i]
-        done[i] = _run_unit((kind, args, {**kwargs, "fit": fit}))
-    results = [done[i] for i in range(len(units))]
+    results = _fit_stage(map, fit, units, [len(y), *(len(tr) for tr, _ in years)], t, threads)
     model: FittedModel = results[0]
     year_results: list[YearResult] = results[1 : 1 + len(years)]
 
