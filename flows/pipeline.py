@@ -287,13 +287,11 @@ def yearly_flow(
     force: bool = False,
     fail_on_drift: bool = False,
     train_cohorts: list[str] | None = None,
-    dask_address: str | None = None,
-    dask_workers: int | None = None,
 ) -> dict:
-    """The whole yearly job: train on past cohorts (all in `history_path`, or `train_cohorts`; on Dask
-    as `train_flow`), score the new intake, write the reports."""
+    """The whole yearly job: train on past cohorts (all in `history_path`, or `train_cohorts`; on the Dask
+    cluster of STUDENT_RISK_DEPLOY_DASK_ADDRESS, else a local one), score the new intake, write the reports."""
     out = {
-        "train": train_flow(config_path, history_path, home, force, train_cohorts, dask_address, dask_workers),
+        "train": train_flow(config_path, history_path, home, force, train_cohorts),
         "score": score_flow(config_path, intake_path, home, cohort),
         "report": report_flow(config_path, intake_path, home, cohort, fail_on_drift),
     }
