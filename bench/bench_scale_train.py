@@ -130,6 +130,15 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
     c = config.dataset
     settings = Settings(home=Path(tempfile.mkdtemp(prefix=f"bench-train-{n}-")))
     quiet = lambda _: None  # noqa: E731
+    started = time.perf_counter()
+
+    def note(message: str) -> None:  # progress on stderr, so a run cut short still says how far it got
+        print(
+            f"  [{n:,} {layout}, {time.perf_counter() - started:.0f} s, load {load()}] {message}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     out: dict = {"students": n, "layout": layout, "load_start": load()}
     d = make_demo(n_per_cohort=n // 7, n_past=6, seed=0)
     history = validate(d.history, c, stage="train", source="history").reset_index(drop=True)
@@ -182,8 +191,9 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
         timed, fit, threads = Timed(builtins.map), None, None
 
     t, c0, w0 = time.perf_counter(), cpu(), worker_cpu(client)
-    res = jobs.train_and_register(settings, config, history, progress=quiet, map=timed, fit=fit, threads=threads)
+    res = jobs.train_and_register(settings, config, history, progress=note, map=timed, fit=fit, threads=threads)
     out.update(train_s=time.perf_counter() - t, load_after_train=load())
+    note(f"trained in {out['train_s']:.0f} s")
     # this process, and the Dask workers (alive: not yet counted as children); a pool's processes are counted
     # when the pool closes, below
     out["train_cpu_s"] = cpu() - c0 + worker_cpu(client) - w0
@@ -262,9 +272,9 @@ def main() -> None:
         for layout in layouts:
             compare = layout == "2 workers" and n <= args.compare_upto
             cmd = [sys.executable, __file__, "--one", str(n), layout.replace(" ", "_"), "1" if compare else "0"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # its progress goes to our stderr
             if proc.returncode:
-                print(f"{n:>9} {layout}: failed\n{proc.stderr[-3000:]}", flush=True)
+                print(f"{n:>9} {layout}: failed (exit {proc.returncode}; see stderr)", flush=True)
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(r)
