@@ -77,6 +77,7 @@ def score_partitioned_flow(
     dask_workers: int = 2,
 ) -> list[dict]:
     """Score a new intake like `score`, with the per-student work spread over Dask workers."""
+    run_settings(home)  # here, in the deployed run itself: a subflow run has no deployment to check against
     runner = task_runner(dask_address, dask_workers)
     return score_on_dask_flow.with_options(task_runner=runner)(
         config_path, intake_path, home, cohort, factors, partitions

@@ -198,6 +198,7 @@ def train_flow(
     """Train one model per prediction point on past cohorts (all in the file, or `cohorts`);
     promote each if good enough. Training's units run on Dask: the scheduler at `dask_address`
     (default STUDENT_RISK_DEPLOY_DASK_ADDRESS), else a local cluster of `dask_workers` processes."""
+    run_settings(home)  # here, in the deployed run itself: a subflow run has no deployment to check against
     d = DeploySettings()
     runner = runners.task_runner(dask_address or d.dask_address, dask_workers or d.dask_workers)
     return train_on_dask_flow.with_options(task_runner=runner)(config_path, history_path, home, force, cohorts)
