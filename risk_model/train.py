@@ -1,13 +1,13 @@
 """Train the LightGBM risk model and judge it only on cohorts it did not train on.
 
 `select_and_fit` is the whole modelling procedure on some cohorts: parameters and the
-number of trees chosen by cross-validated AUC whose folds are whole cohorts (`lgb.cv`
-with our folds), probabilities calibrated on the out-of-fold predictions (as
-scikit-learn's `CalibratedClassifierCV(ensemble=False)` does), then one model refit on
-all of them. `train` runs that procedure for the champion, and again inside a forward
-backtest (train on cohorts before Y, test on Y) so the backtest measures the procedure
-itself, tuning included. Baselines (base rate, logistic regression) go through the same
-folds and the same backtest.
+number of trees chosen by cross-validated AUC whose folds are whole cohorts, then one model
+refit on all of them. `train` runs that procedure for the champion, and again inside a
+forward backtest (train on cohorts before Y, test on Y) so the backtest measures the
+procedure itself, tuning included. Calibration is chosen last, out of time
+(`risk_model.calibration.choose`): each backtest year's model is calibrated with what the
+years before it showed, and the champion with what the whole backtest showed. Baselines
+(base rate, logistic regression) go through the same folds and the same backtest.
 
 Scale. The units of that work are independent: each parameter set's CV (`search_point`) of
 each run, then each run's fit (`select_and_fit` for the champion, `backtest_year` for a year).
@@ -25,7 +25,7 @@ import builtins
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lightgbm as lgb
@@ -41,7 +41,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from risk_model import evaluate
-from risk_model.calibration import Calibrator
+from risk_model.calibration import Calibrator, Choice, Scores, Step, choose
 from risk_model.config import Config, DatasetContract, TrainingConfig
 from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill, to_lightgbm
 from risk_model.linear import LinearPart
@@ -65,12 +65,13 @@ class FittedModel:
     n_trees: int
     cv_folds: str
     search: list[dict]
-    oof: pd.DataFrame  # cohort, y, p (calibrated, out of fold)
+    oof: pd.DataFrame  # cohort, y, raw (log-odds) and p (calibrated), out of fold
     fill: dict[str, float] = field(default_factory=dict)  # features.missing_fill
     linear: LinearPart | None = None  # blended in when cohort-grouped CV says so
     blend: float = 1.0  # weight of LightGBM's log-odds; the linear part has 1 - blend
     family: str = "lightgbm"
     family_why: str = ""
+    calibration: dict = field(default_factory=dict)  # calibration.Choice.to_dict(): what was chosen and why
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds: LightGBM's, or its blend with the linear part."""
@@ -79,6 +80,14 @@ class FittedModel:
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.calibrator(self.raw(X))
+
+    def calibrated(self, choice: Choice) -> FittedModel:
+        """This model with the calibration `choice` (its out-of-fold probabilities recomputed with it)."""
+        oof = self.oof.assign(p=choice.calibrator(self.oof["raw"].to_numpy()))
+        return replace(self, calibrator=choice.calibrator, oof=oof, calibration=choice.to_dict())
+
+    def oof_scores(self) -> Scores:
+        return Scores(self.oof["raw"].to_numpy(), self.oof["y"].to_numpy())
 
 
 BLENDS = (1.0, 0.5)  # LightGBM alone, or an even average of its log-odds with the linear model's
@@ -289,7 +298,8 @@ def select_and_fit(
     threads: int | None = None,
     fit: Fit | None = None,
 ) -> FittedModel:
-    """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all.
+    """Choose parameters and tree count by cohort-grouped CV, refit on all. Calibrated with what the out-of-fold
+    predictions alone allow (`calibration.choose` without a backtest); `train` recalibrates out of time.
 
     `search`: the grid's candidates when they were computed elsewhere (`search_point` units). Chosen on a
     sample, the winner's tree count and out-of-fold scores come from one more CV on all rows (`on_all_rows`
@@ -304,15 +314,15 @@ def select_and_fit(
     assert best.raw is not None
     params, n_trees = {**_base_params(t, c, len(y)), **best.params}, best.n_trees
     weight, raw, why = _choose_family(X, y, folds, best.raw, c)
-    calibrator = Calibrator.fit(raw, y, t.calibration)
+    calibration = choose([], Scores(raw, y), t.calibration)
     big = fit is not None and len(y) > t.dask_fit_above
     final = (fit if big and fit is not None else _fit_local)(_threads(params, threads), X, y, n_trees)
-    oof = pd.DataFrame({"cohort": cohorts, "y": y, "p": calibrator(raw)})
+    oof = pd.DataFrame({"cohort": cohorts, "y": y, "raw": raw, "p": calibration.calibrator(raw)})
     linear = LinearPart.fit(X, y, c.numeric_features, c.categorical, monotone=c.monotone) if weight < 1 else None
     family = "lightgbm" if weight >= 1 else f"lightgbm+logistic blend ({weight:.2f}/{1 - weight:.2f} of log-odds)"
     return FittedModel(
         final,
-        calibrator,
+        calibration.calibrator,
         levels,
         params,
         n_trees,
@@ -324,6 +334,7 @@ def select_and_fit(
         weight,
         family,
         why,
+        calibration.to_dict(),
     )
 
 
@@ -367,15 +378,23 @@ def fingerprint(df: pd.DataFrame) -> str:
 
 @dataclass
 class YearResult:
-    """One year of the forward backtest: the procedure run on the cohorts before it, judged on it."""
+    """One year of the forward backtest: the procedure run on the cohorts before it, judged on it. Its model is
+    calibrated afterwards (`train`), with the evidence of the years before it, so only raw scores are kept here."""
 
     cohort: str
-    predictions: pd.DataFrame  # id, cohort, y and each model's p (the product's calibrated)
+    predictions: pd.DataFrame  # id, cohort, y and the baselines' p (the product's are added once calibrated)
     raw: np.ndarray  # the product's uncalibrated log-odds of the test cohort (`FittedModel.raw`)
-    promised: dict  # the CV estimate of the model that then predicted the cohort
-    promised_by_cohort: dict
+    oof: pd.DataFrame  # that model's out-of-fold cohort, y and raw on the cohorts it trained on
     family: str
     search: list[dict]
+
+    def step(self) -> Step:
+        """This year as calibration sees it (`calibration.choose`)."""
+        return Step(
+            self.cohort,
+            Scores(self.oof["raw"].to_numpy(), self.oof["y"].to_numpy()),
+            Scores(self.raw, self.predictions["y"].to_numpy()),
+        )
 
 
 def backtest_year(
@@ -410,23 +429,12 @@ def backtest_year(
             "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
             "cohort": cohorts[te],
             "y": y[te],
-            "lightgbm": fitted.calibrator(raw),  # the product
             "base_rate": _baseline_predict("base_rate", Xb.iloc[tr], y[tr], Xb.iloc[te], c),
             "logistic": _baseline_predict("logistic", Xb.iloc[tr], y[tr], Xb.iloc[te], c),
         }
     )
-    oof = fitted.oof
-    k = t.top_k_percent
-    return YearResult(
-        test_cohort,
-        predictions,
-        raw,
-        evaluate.metrics(oof.y, oof.p, k),
-        # the same by cohort: what a promise about test_cohort, made by that model, rests on
-        evaluate.metrics_by_cohort(oof.cohort.to_numpy(), oof.y.to_numpy(), oof.p.to_numpy(), k),
-        fitted.family,
-        fitted.search,
-    )
+    oof = fitted.oof[["cohort", "y", "raw"]]
+    return YearResult(test_cohort, predictions, raw, oof, fitted.family, fitted.search)
 
 
 def _run_unit(unit: tuple) -> Any:
@@ -549,6 +557,12 @@ def train(
     model: FittedModel = results[0]
     year_results: list[YearResult] = results[1 : 1 + len(years)]
 
+    # calibration, out of time: each year's model with the evidence of the years before it, the champion with all
+    steps = [year.step() for year in year_results]
+    choices = [choose(steps[:i], step.oof, t.calibration) for i, step in enumerate(steps)]
+    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration))
+    progress(f"Calibration: {model.calibration['name']} ({model.calibration['why']})")
+
     # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
     metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}, "promised_by_cohort": {}}
     metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
@@ -561,12 +575,20 @@ def train(
 
     backtest_predictions = None
     families: dict[str, str] = {}  # the family each backtest model chose, by the cohort it then predicted
-    for year in year_results:
-        metrics["promised"][year.cohort] = year.promised
-        metrics["promised_by_cohort"][year.cohort] = year.promised_by_cohort
+    calibrations: dict[str, dict] = {}  # the calibration each backtest model chose, by the cohort it predicted
+    parts = []
+    for year, choice in zip(year_results, choices, strict=True):
+        p_oof = choice.calibrator(year.oof["raw"].to_numpy())
+        metrics["promised"][year.cohort] = evaluate.metrics(year.oof["y"], p_oof, k)
+        # the same by cohort: what a promise about this cohort, made by that model, rests on
+        metrics["promised_by_cohort"][year.cohort] = evaluate.metrics_by_cohort(
+            year.oof["cohort"].to_numpy(), year.oof["y"].to_numpy(), p_oof, k
+        )
         families[year.cohort] = year.family
+        calibrations[year.cohort] = choice.to_dict()
+        parts.append(year.predictions.assign(lightgbm=choice.calibrator(year.raw)))  # the product
     if year_results:
-        backtest_predictions = pd.concat([year.predictions for year in year_results], ignore_index=True)
+        backtest_predictions = pd.concat(parts, ignore_index=True)
         g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
         for name in ("lightgbm", "base_rate", "logistic"):
             metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, backtest_predictions[name].to_numpy(), k)
@@ -574,6 +596,8 @@ def train(
     summary = summarize(metrics, t)
     summary["family"], summary["family_why"] = model.family, model.family_why
     summary["family_by_cohort"] = families
+    summary["calibration"] = model.calibration
+    summary["calibration_by_cohort"] = calibrations
     summary["headline"] += f" Model family: {model.family} ({model.family_why})."
     progress(summary["headline"])
     return TrainResult(
