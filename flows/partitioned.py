@@ -13,9 +13,9 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
-from prefect_dask import DaskTaskRunner
 
 from flows.pipeline import validate_task
+from flows.runners import task_runner
 from flows.settings import run_settings
 from risk_model import jobs, partition
 from risk_model.config import Config, Settings, load_config
@@ -33,20 +33,6 @@ def score_partition_task(
 @task(name="save-scores", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def save_task(settings: Settings, result) -> dict:
     return partition.save(settings, result, progress=get_run_logger().info)
-
-
-def task_runner(dask_address: str | None = None, dask_workers: int = 2) -> DaskTaskRunner:
-    """A runner on the Dask scheduler at `dask_address`, else on a local cluster of `dask_workers` processes."""
-    if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": dask_workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-        }
-    )
 
 
 @flow(name="score-on-dask")
@@ -91,6 +77,7 @@ def score_partitioned_flow(
     dask_workers: int = 2,
 ) -> list[dict]:
     """Score a new intake like `score`, with the per-student work spread over Dask workers."""
+    run_settings(home)  # here, in the deployed run itself: a subflow run has no deployment to check against
     runner = task_runner(dask_address, dask_workers)
     return score_on_dask_flow.with_options(task_runner=runner)(
         config_path, intake_path, home, cohort, factors, partitions

@@ -12,8 +12,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from flows import steps
-from flows.settings import run_settings
+from flows import runners, steps
+from flows.settings import DeploySettings, run_settings
 from risk_model import store
 from risk_model.config import Config, Settings, load_config
 from risk_model.store import Partial
@@ -163,16 +163,45 @@ def _publish_training(summaries: list[dict]) -> None:
     )
 
 
-@flow(name="train")
-def train_flow(
+@flow(name="train-on-dask")
+def train_on_dask_flow(
     config_path: str, history_path: str, home: str | None = None, force: bool = False, cohorts: list[str] | None = None
 ) -> list[dict]:
-    """Train one model per prediction point on past cohorts (all in the file, or `cohorts`);
-    promote each if good enough."""
+    """`train`'s steps, its units (each parameter set's CV, each run's fit) as tasks on the flow's Dask runner."""
     config, settings = _setup(config_path, home)
-    out = steps.train(config, settings, history_path, force=force, cohorts=cohorts, run=as_tasks, progress=_log())
+    out = steps.train(
+        config,
+        settings,
+        history_path,
+        force=force,
+        cohorts=cohorts,
+        run=as_tasks,
+        progress=_log(),
+        map=runners.task_map,
+        fit=runners.dask_fit(),
+        threads=1,  # units run side by side, one per worker thread
+    )
     _publish_training(out)
     return out
+
+
+@flow(name="train")
+def train_flow(
+    config_path: str,
+    history_path: str,
+    home: str | None = None,
+    force: bool = False,
+    cohorts: list[str] | None = None,
+    dask_address: str | None = None,
+    dask_workers: int | None = None,
+) -> list[dict]:
+    """Train one model per prediction point on past cohorts (all in the file, or `cohorts`);
+    promote each if good enough. Training's units run on Dask: the scheduler at `dask_address`
+    (default STUDENT_RISK_DEPLOY_DASK_ADDRESS), else a local cluster of `dask_workers` processes."""
+    run_settings(home)  # here, in the deployed run itself: a subflow run has no deployment to check against
+    d = DeploySettings()
+    runner = runners.task_runner(dask_address or d.dask_address, dask_workers or d.dask_workers)
+    return train_on_dask_flow.with_options(task_runner=runner)(config_path, history_path, home, force, cohorts)
 
 
 @flow(name="score")
@@ -273,8 +302,8 @@ def yearly_flow(
     fail_on_drift: bool = False,
     train_cohorts: list[str] | None = None,
 ) -> dict:
-    """The whole yearly job: train on past cohorts (all in `history_path`, or `train_cohorts`),
-    score the new intake, write the reports."""
+    """The whole yearly job: train on past cohorts (all in `history_path`, or `train_cohorts`; on the Dask
+    cluster of STUDENT_RISK_DEPLOY_DASK_ADDRESS, else a local one), score the new intake, write the reports."""
     out = {
         "train": train_flow(config_path, history_path, home, force, train_cohorts),
         "score": score_flow(config_path, intake_path, home, cohort),

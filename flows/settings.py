@@ -47,7 +47,9 @@ class DeploySettings(BaseSettings):
         description="Prefect notification block (`<type>/<name>`, e.g. `slack-webhook/advising`) told of failed runs.",
     )
     dask_address: str | None = Field(
-        None, description="Dask scheduler for partitioned scoring; a local cluster when empty."
+        None,
+        description="Dask scheduler for partitioned scoring and training's units (and LightGBM's Dask fit above "
+        "[training] dask_fit_above rows); a local cluster when empty.",
     )
     dask_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster when no address is given.")
     partitions: int = Field(4, ge=1, description="Partitions of the intake for partitioned scoring.")

@@ -11,13 +11,19 @@ No Prefect import here: this module must stay cheap to import.
 
 from __future__ import annotations
 
+import builtins
 import logging
-from collections.abc import Callable
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from typing import Any, Literal, Protocol
 
 from reports import build
 from risk_model import jobs
 from risk_model.config import Config, Settings
+from risk_model.train import Fit, Map
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -41,24 +47,52 @@ def train(
     cohorts: list[str] | None = None,
     run: Runner = direct,
     progress: Progress = log.info,
+    map: Map | None = None,
+    fit: Fit | None = None,
+    threads: int | None = None,
 ) -> list[dict]:
-    """Train one model per prediction point on past cohorts; promote each if good enough."""
+    """Train one model per prediction point on past cohorts; promote each if good enough.
+
+    `map`: where training's independent units run (`risk_model.train.train`); by default a pool of
+    local processes (`local_map`). The flows pass Prefect tasks on Dask."""
     out = []
-    for point in config.points:
-        df = run("validate", jobs.prepare, config, history_path, stage="train", point=point, cohorts=cohorts)
-        out.append(
-            run(
-                "train-and-register",
-                jobs.train_and_register,
-                settings,
-                config,
-                df,
-                point=point,
-                force=force,
-                progress=progress,
+    with ExitStack() as stack:
+        if map is None:  # one pool for every point; one LightGBM thread per unit when units run side by side
+            map = stack.enter_context(local_pool())
+            threads = 1 if LOCAL_WORKERS > 1 else threads
+        for point in config.points:
+            df = run("validate", jobs.prepare, config, history_path, stage="train", point=point, cohorts=cohorts)
+            out.append(
+                run(
+                    "train-and-register",
+                    jobs.train_and_register,
+                    settings,
+                    config,
+                    df,
+                    point=point,
+                    force=force,
+                    progress=progress,
+                    map=map,
+                    fit=fit,
+                    threads=threads,
+                )
             )
-        )
     return out
+
+
+LOCAL_WORKERS = min(2, os.cpu_count() or 1)
+
+
+@contextmanager
+def local_pool(workers: int = LOCAL_WORKERS) -> Iterator[Map]:
+    """A `map` over a pool of `workers` local processes, started once for a whole training (spawned:
+    LightGBM's OpenMP is not fork-safe). The CLI's default without a Prefect server; with one worker, the
+    plain builtin map. bench/bench_scale_train.py measures one against the other."""
+    if workers <= 1:
+        yield builtins.map
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool.map
 
 
 def score(

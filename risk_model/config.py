@@ -188,6 +188,29 @@ class TrainingConfig(_Frozen):
         description="LightGBM threads; 0 = one thread below 100k rows (faster there, and immune to "
         "busy cores), all cores above.",
     )
+    eval_every: int = Field(
+        5,
+        ge=1,
+        description="Early stopping reads the held-out AUC every this many trees (1: every tree, as lgb.cv). "
+        "Sorting every fold for its AUC at every tree was a fifth of training; the tree count is then a "
+        "multiple of this.",
+    )
+    tune_sample_above: int = Field(
+        50_000,
+        ge=100,
+        description="Training rows above which the parameter set is chosen on a sample (`tune_sample_rows`, "
+        "stratified by cohort and outcome); the chosen set's tree count then comes from one cohort-grouped CV "
+        "on all rows, and the model is fitted on all rows.",
+    )
+    tune_sample_rows: int = Field(
+        20_000, ge=100, description="Rows of the sample parameters are chosen on (see tune_sample_above)."
+    )
+    dask_fit_above: int = Field(
+        1_000_000,
+        ge=100,
+        description="Training rows above which the final fit runs on the Dask cluster with LightGBM's own "
+        "Dask estimator (when training runs on a cluster; the flow's train-on-dask does).",
+    )
     overfit_gap: float = Field(0.08, description="Train AUC minus validation AUC above this: overfits.")
     underfit_auc: float = Field(0.65, description="Train AUC below this: underfits.")
     reference_sample: int = Field(20_000, ge=100, description="Rows kept with the model as the drift reference.")

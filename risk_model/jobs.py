@@ -6,6 +6,7 @@ transaction (store), so a failure leaves earlier results as they were.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from risk_model.schema import Stage, at_risk, row_place, validate
 from risk_model.score import ScoreResult, rerank, score
 from risk_model.sources import load_table, point_day
 from risk_model.sources.guard import check_looks_like_table
-from risk_model.train import train
+from risk_model.train import Fit, Map, train
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -79,10 +80,15 @@ def train_and_register(
     point: str = "default",
     force: bool = False,
     progress: Progress = log.info,
+    map: Map = builtins.map,
+    fit: Fit | None = None,
+    threads: int | None = None,
 ) -> dict:
-    """Train on validated past cohorts, save a new version, promote it if it is at least as good."""
+    """Train on validated past cohorts, save a new version, promote it if it is at least as good.
+
+    `map`, `fit`, `threads`: where training's units run (see `train.train`)."""
     config = config.for_point(point)
-    result = train(df, config, progress=progress)
+    result = train(df, config, progress=progress, map=map, fit=fit, threads=threads)
     registry = Registry(settings.registry_dir)
     version = registry.save(result, config, point=point)
     promoted, why = registry.promote(version, point=point, force=force)

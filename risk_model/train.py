@@ -1,21 +1,32 @@
 """Train the LightGBM risk model and judge it only on cohorts it did not train on.
 
 `select_and_fit` is the whole modelling procedure on some cohorts: parameters and the
-number of trees chosen by cross-validated AUC whose folds are whole cohorts (`lgb.cv`
-with our folds), then one model refit on all of them. `train` runs that procedure for the
-champion, and again inside a forward backtest (train on cohorts before Y, test on Y) so the
-backtest measures the procedure itself, tuning included. Calibration is chosen last, out of
-time (`risk_model.calibration.choose`): each backtest model is calibrated with what the
-backtest before it showed, and the champion with what the whole backtest showed. Baselines
+number of trees chosen by cross-validated AUC whose folds are whole cohorts, then one model
+refit on all of them. `train` runs that procedure for the champion, and again inside a
+forward backtest (train on cohorts before Y, test on Y) so the backtest measures the
+procedure itself, tuning included. Calibration is chosen last, out of time
+(`risk_model.calibration.choose`): each backtest year's model is calibrated with what the
+years before it showed, and the champion with what the whole backtest showed. Baselines
 (base rate, logistic regression) go through the same folds and the same backtest.
+
+Scale. The units of that work are independent: each parameter set's CV (`search_point`) of
+each run, then each run's fit (`select_and_fit` for the champion, `backtest_year` for a year).
+`train` hands them to a `map` it is given (`builtins.map` by default; a process pool, or
+Prefect tasks on Dask in `flows/`), so the same seeded units give the same model whatever the
+layout. Above `tune_sample_above` rows the parameter set is chosen on a per-cohort stratified
+sample; its tree count comes from one cohort-grouped CV on all rows, which also gives the
+out-of-fold scores calibration is fitted on. Above `dask_fit_above` rows the final fit can run
+on a Dask cluster (`fit`, e.g. `risk_model.dask_fit.DaskFit`).
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -39,6 +50,8 @@ from risk_model.splits import ForwardCohortSplit, cohort_folds
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+Map = Callable[..., Iterable[Any]]  # builtins.map's shape: map(fn, *iterables) -> results in order
+Fit = Callable[[dict, pd.DataFrame, np.ndarray, int], lgb.Booster]  # params, X, y, n_trees -> booster
 
 
 @dataclass
@@ -157,39 +170,153 @@ def _folds(cohorts: np.ndarray, y: np.ndarray, seed: int) -> tuple[list, str]:
     return list(skf.split(cohorts, y)), "StratifiedKFold(5) inside the only cohort"
 
 
-def select_and_fit(
-    X: pd.DataFrame, y: np.ndarray, cohorts: np.ndarray, levels: dict, t: TrainingConfig, c: DatasetContract
-) -> FittedModel:
-    """Choose parameters and tree count by cohort-grouped CV, refit on all. Calibrated with what the out-of-fold
-    predictions alone allow (`calibration.choose` without a backtest); `train` recalibrates out of time."""
-    folds, fold_kind = _folds(cohorts, y, t.seed)
-    data = lgb.Dataset(to_lightgbm(X), y, free_raw_data=False, params={"feature_pre_filter": False})
-    best = None
-    search = []
-    for grid_point in t.param_grid:
-        params = {**_base_params(t, c, len(y)), **grid_point}
-        res = lgb.cv(
-            params,
-            data,
-            num_boost_round=t.max_trees,
-            folds=folds,
-            callbacks=[lgb.early_stopping(t.early_stopping_rounds, verbose=False)],
-            return_cvbooster=True,
-        )
-        curve = res["valid auc-mean"]
-        n_trees = len(curve)
-        search.append({"params": grid_point, "n_trees": n_trees, "cv_auc": float(curve[-1])})
-        if best is None or curve[-1] > best[0]:
-            best = (curve[-1], params, n_trees, res["cvbooster"])
-    assert best is not None  # the grid has at least one point (TrainingConfig)
-    _, params, n_trees, cvbooster = best
-    raw = np.empty(len(y))
-    for booster, (train_idx, test_idx) in zip(cvbooster.boosters, folds, strict=True):
+@dataclass(frozen=True)
+class Candidate:
+    """One parameter set's cohort-grouped CV: its tree count (early stopping on the mean held-out AUC),
+    that AUC, and the out-of-fold log-odds at that tree count of the `rows` rows it ran on."""
+
+    params: dict  # the grid point
+    n_trees: int
+    cv_auc: float
+    raw: np.ndarray | None  # None when not asked for (a sample's candidates: the winner runs again on all rows)
+    rows: int
+
+    def entry(self) -> dict:
+        return {"params": self.params, "n_trees": self.n_trees, "cv_auc": self.cv_auc, "rows": self.rows}
+
+
+def _threads(params: dict, threads: int | None) -> dict:
+    """`params` with LightGBM's thread count for this process (results do not depend on it: deterministic)."""
+    return params if threads is None else {**params, "num_threads": threads}
+
+
+def _dataset(X: pd.DataFrame, y: np.ndarray, params: dict) -> lgb.Dataset:
+    """The binned training data; bins depend on the data and `params` (seed, ...), never on the grid point."""
+    return lgb.Dataset(to_lightgbm(X), y, free_raw_data=False, params={**params, "feature_pre_filter": False})
+
+
+def _cv(params: dict, data: lgb.Dataset, folds: list, t: TrainingConfig) -> tuple[list[lgb.Booster], int, float]:
+    """`lgb.cv` with early stopping on the mean held-out AUC, reading that AUC every `t.eval_every` trees.
+
+    Hand-written around LightGBM's Booster because lgb.cv computes (sorts) every fold's AUC after every
+    tree: 58 of 264 s of CV at 100k students. With eval_every=1 it is lgb.cv (a test holds it to that)."""
+    data.construct()
+    boosters = []
+    for train_idx, test_idx in folds:
+        booster = lgb.Booster(params, data.subset(sorted(train_idx)))
+        booster.add_valid(data.subset(sorted(test_idx)), "valid")
+        boosters.append(booster)
+    best_auc, best_n = -np.inf, 0
+    for n in range(1, t.max_trees + 1):
+        for booster in boosters:
+            booster.update()
+        if n % t.eval_every and n < t.max_trees:
+            continue
+        auc = float(np.mean([booster.eval_valid()[0][2] for booster in boosters]))
+        if auc > best_auc:
+            best_auc, best_n = auc, n
+        elif n - best_n >= t.early_stopping_rounds:
+            break
+    return boosters, best_n, best_auc
+
+
+def _oof_raw(boosters: list[lgb.Booster], X: pd.DataFrame, folds: list, n_trees: int, c: DatasetContract):
+    raw = np.empty(len(X))
+    for booster, (train_idx, test_idx) in zip(boosters, folds, strict=True):
         held_out = fill_unlearned(X.iloc[test_idx], missing_fill(X.iloc[train_idx], c))
         raw[test_idx] = booster.predict(to_lightgbm(held_out), raw_score=True, num_iteration=n_trees)
-    weight, raw, why = _choose_family(X, y, folds, raw, c)
+    return raw
+
+
+def search_point(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cohorts: np.ndarray,
+    grid_point: dict,
+    t: TrainingConfig,
+    c: DatasetContract,
+    threads: int | None = None,
+    oof: bool = True,
+) -> Candidate:
+    """One parameter set through cohort-grouped CV: a unit of work with no other input (see `train`).
+    `oof`: also its out-of-fold log-odds (what calibration and the family choice read)."""
+    folds, _ = _folds(cohorts, y, t.seed)
+    base = _base_params(t, c, len(y))
+    boosters, n_trees, auc = _cv(_threads({**base, **grid_point}, threads), _dataset(X, y, base), folds, t)
+    return Candidate(grid_point, n_trees, auc, _oof_raw(boosters, X, folds, n_trees, c) if oof else None, len(y))
+
+
+def tuning_rows(cohorts: np.ndarray, y: np.ndarray, t: TrainingConfig) -> np.ndarray:
+    """The rows parameters are chosen on: all of them up to `tune_sample_above`, else a sample of about
+    `tune_sample_rows` drawn within each cohort and outcome in proportion (seeded), in their original order,
+    so every cohort keeps its share and its base rate and cohort-grouped folds stay whole cohorts."""
+    if len(y) <= t.tune_sample_above:
+        return np.arange(len(y))
+    rng = np.random.default_rng(t.seed)
+    share = t.tune_sample_rows / len(y)
+    cells = pd.Series(np.arange(len(y))).groupby([cohorts, y], sort=True)
+    picked = [rng.choice(idx.to_numpy(), max(1, round(len(idx) * share)), replace=False) for _, idx in cells]
+    return np.sort(np.concatenate(picked))
+
+
+def _grid(
+    X: pd.DataFrame, y: np.ndarray, cohorts: np.ndarray, t: TrainingConfig, c: DatasetContract, threads: int | None
+) -> list[Candidate]:
+    """Every parameter set on the tuning rows, in one process (the binned data built once for all)."""
+    rows = tuning_rows(cohorts, y, t)
+    Xs, ys, gs = X.iloc[rows], y[rows], cohorts[rows]
+    folds, _ = _folds(gs, ys, t.seed)
+    base = _base_params(t, c, len(ys))
+    data = _dataset(Xs, ys, base)
+    out = []
+    for grid_point in t.param_grid:
+        boosters, n_trees, auc = _cv(_threads({**base, **grid_point}, threads), data, folds, t)
+        raw = _oof_raw(boosters, Xs, folds, n_trees, c) if len(rows) == len(y) else None
+        out.append(Candidate(grid_point, n_trees, auc, raw, len(ys)))
+    return out
+
+
+def winner(grid: list[Candidate]) -> Candidate:
+    """The best cross-validated AUC; the first of equals, as the loop it replaced."""
+    return max(grid, key=lambda cand: cand.cv_auc)
+
+
+def _fit_local(params: dict, X: pd.DataFrame, y: np.ndarray, n_trees: int) -> lgb.Booster:
+    return lgb.train(params, _dataset(X, y, params), num_boost_round=n_trees)
+
+
+def select_and_fit(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cohorts: np.ndarray,
+    levels: dict,
+    t: TrainingConfig,
+    c: DatasetContract,
+    *,
+    search: list[Candidate] | None = None,
+    on_all_rows: Candidate | None = None,
+    threads: int | None = None,
+    fit: Fit | None = None,
+) -> FittedModel:
+    """Choose parameters and tree count by cohort-grouped CV, refit on all. Calibrated with what the out-of-fold
+    predictions alone allow (`calibration.choose` without a backtest); `train` recalibrates out of time.
+
+    `search`: the grid's candidates when they were computed elsewhere (`search_point` units). Chosen on a
+    sample, the winner's tree count and out-of-fold scores come from one more CV on all rows (`on_all_rows`
+    when computed elsewhere). `fit`: how the final model is fitted above `dask_fit_above` rows."""
+    folds, fold_kind = _folds(cohorts, y, t.seed)
+    grid = search if search is not None else _grid(X, y, cohorts, t, c, threads)
+    best = winner(grid)
+    entries = [cand.entry() for cand in grid]
+    if best.rows < len(y) or best.raw is None:  # chosen on a sample: tree count and out-of-fold scores on all rows
+        best = on_all_rows or search_point(X, y, cohorts, best.params, t, c, threads)
+        entries.append({**best.entry(), "tree_count_on_all_rows": True})
+    assert best.raw is not None
+    params, n_trees = {**_base_params(t, c, len(y)), **best.params}, best.n_trees
+    weight, raw, why = _choose_family(X, y, folds, best.raw, c)
     calibration = choose([], Scores(raw, y), t.calibration)
-    final = lgb.train(params, data, num_boost_round=n_trees)
+    big = fit is not None and len(y) > t.dask_fit_above
+    final = (fit if big and fit is not None else _fit_local)(_threads(params, threads), X, y, n_trees)
     oof = pd.DataFrame({"cohort": cohorts, "y": y, "raw": raw, "p": calibration.calibrator(raw)})
     linear = LinearPart.fit(X, y, c.numeric_features, c.categorical, monotone=c.monotone) if weight < 1 else None
     family = "lightgbm" if weight >= 1 else f"lightgbm+logistic blend ({weight:.2f}/{1 - weight:.2f} of log-odds)"
@@ -200,7 +327,7 @@ def select_and_fit(
         params,
         n_trees,
         fold_kind,
-        search,
+        entries,
         oof,
         missing_fill(X, c),
         linear,
@@ -234,52 +361,13 @@ def _baseline_predict(name: str, X_tr, y_tr, X_te, contract: DatasetContract) ->
     if name == "base_rate":
         return np.full(len(X_te), float(np.mean(y_tr)))
     cat = contract.categorical
-    Xtr = X_tr.astype({c: object for c in cat})
-    Xte = X_te.astype({c: object for c in cat})
-    for frame in (Xtr, Xte):
-        frame[cat] = frame[cat].fillna("(missing)")
+    # categories as their codes in the shared levels (-1: missing), so the encoder counts integers, not
+    # Python strings (a third of the baselines' time); one-hot columns come out in the same order
+    Xtr = X_tr.assign(**{c: X_tr[c].cat.codes for c in cat})
+    Xte = X_te.assign(**{c: X_te[c].cat.codes for c in cat})
     with threadpool_limits(1, user_api="blas"):  # see linear.py: threaded BLAS is far slower here
         model = _logistic()(contract.numeric_features, cat).fit(Xtr, y_tr)
         return model.predict_proba(Xte)[:, 1]
-
-
-@dataclass
-class BacktestYear:
-    """One forward-backtest year: the model trained on the cohorts before it, its raw scores on the year
-    (calibration comes after, `calibration.choose`), and the baselines' predictions of the same students."""
-
-    model: FittedModel
-    step: Step
-    frame: pd.DataFrame  # id, cohort, y, base_rate, logistic
-
-
-def _backtest_year(
-    df: pd.DataFrame,
-    X: pd.DataFrame,
-    y: np.ndarray,
-    cohorts: np.ndarray,
-    tr: np.ndarray,
-    te: np.ndarray,
-    c: DatasetContract,
-    t: TrainingConfig,
-    progress: Progress,
-) -> BacktestYear:
-    """Run the whole procedure on the cohorts `tr` and predict the next cohort `te` with it."""
-    test_cohort = str(cohorts[te[0]])
-    progress(f"Backtest: training on cohorts before {test_cohort}, testing on {test_cohort}")
-    tr_levels = category_levels(df.iloc[tr], c)
-    fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t, c)
-    raw = fitted.raw(build_features(df.iloc[te], c, tr_levels))
-    frame = pd.DataFrame(
-        {
-            "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
-            "cohort": cohorts[te],
-            "y": y[te],
-            "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
-            "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
-        }
-    )
-    return BacktestYear(fitted, Step(test_cohort, fitted.oof_scores(), Scores(raw, y[te])), frame)
 
 
 def fingerprint(df: pd.DataFrame) -> str:
@@ -288,8 +376,147 @@ def fingerprint(df: pd.DataFrame) -> str:
     return hashlib.sha256(row_hashes.tobytes()).hexdigest()
 
 
-def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) -> TrainResult:
-    """Train on validated past cohorts: CV, forward backtest, baselines, verdict."""
+@dataclass
+class YearResult:
+    """One year of the forward backtest: the procedure run on the cohorts before it, judged on it. Its model is
+    calibrated afterwards (`train`), with the evidence of the years before it, so only raw scores are kept here."""
+
+    cohort: str
+    predictions: pd.DataFrame  # id, cohort, y and the baselines' p (the product's are added once calibrated)
+    raw: np.ndarray  # the product's uncalibrated log-odds of the test cohort (`FittedModel.raw`)
+    oof: pd.DataFrame  # that model's out-of-fold cohort, y and raw on the cohorts it trained on
+    family: str
+    search: list[dict]
+
+    def step(self) -> Step:
+        """This year as calibration sees it (`calibration.choose`)."""
+        return Step(
+            self.cohort,
+            Scores(self.oof["raw"].to_numpy(), self.oof["y"].to_numpy()),
+            Scores(self.raw, self.predictions["y"].to_numpy()),
+        )
+
+
+def backtest_year(
+    df: pd.DataFrame,
+    test_cohort: str,
+    levels: dict[str, list[str]],
+    c: DatasetContract,
+    t: TrainingConfig,
+    *,
+    search: list[Candidate] | None = None,
+    on_all_rows: Candidate | None = None,
+    threads: int | None = None,
+    fit: Fit | None = None,
+) -> YearResult:
+    """One year of the forward backtest: the whole procedure, selection included, on the cohorts of `df`
+    before `test_cohort`, then that cohort predicted by its model and by the baselines.
+
+    `df`: the validated rows of those cohorts and of `test_cohort`; `levels`: the category levels of the
+    whole training table (the baselines read categories as they are there)."""
+    cohorts = df[c.cohort_column].astype(str).to_numpy()
+    y = at_risk(df, c)
+    te, tr = np.flatnonzero(cohorts == test_cohort), np.flatnonzero(cohorts != test_cohort)
+    tr_levels = category_levels(df.iloc[tr], c)
+    X_tr = build_features(df.iloc[tr], c, tr_levels)
+    fitted = select_and_fit(
+        X_tr, y[tr], cohorts[tr], tr_levels, t, c, search=search, on_all_rows=on_all_rows, threads=threads, fit=fit
+    )
+    raw = fitted.raw(build_features(df.iloc[te], c, tr_levels))
+    Xb = build_features(df, c, levels)
+    predictions = pd.DataFrame(
+        {
+            "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
+            "cohort": cohorts[te],
+            "y": y[te],
+            "base_rate": _baseline_predict("base_rate", Xb.iloc[tr], y[tr], Xb.iloc[te], c),
+            "logistic": _baseline_predict("logistic", Xb.iloc[tr], y[tr], Xb.iloc[te], c),
+        }
+    )
+    oof = fitted.oof[["cohort", "y", "raw"]]
+    return YearResult(test_cohort, predictions, raw, oof, fitted.family, fitted.search)
+
+
+def _run_unit(unit: tuple) -> Any:
+    """One unit of `train`'s last stage, by kind: the champion's fit, a backtest year, a baseline's fold."""
+    kind, args, kwargs = unit
+    units: dict[str, Callable[..., Any]] = {
+        "champion": select_and_fit,
+        "year": backtest_year,
+        "baseline": _baseline_predict,
+    }
+    return units[kind](*args, **kwargs)
+
+
+@dataclass
+class _Run:
+    """One run of the procedure: the champion's (every row) or a backtest year's (the cohorts before it)."""
+
+    key: str
+    rows: np.ndarray  # into the training table
+    X: pd.DataFrame  # features of those rows, with the run's own category levels
+
+
+def _search_stage(
+    map: Map, runs: list[_Run], y: np.ndarray, cohorts: np.ndarray, t: TrainingConfig, c: DatasetContract, threads
+) -> list[list[Candidate]]:
+    """Every parameter set of every run through cohort-grouped CV on the run's tuning rows: one unit each."""
+    units = []
+    for run in runs:
+        tune = tuning_rows(cohorts[run.rows], y[run.rows], t)
+        oof = len(tune) == len(run.rows)  # not on a sample: the winner's out-of-fold scores are the run's
+        Xs, ys, gs = run.X.iloc[tune], y[run.rows][tune], cohorts[run.rows][tune]
+        units += [(Xs, ys, gs, grid_point, t, c, threads, oof) for grid_point in t.param_grid]
+    found = list(map(search_point, *zip(*units, strict=True)))
+    n = len(t.param_grid)
+    return [found[i * n : (i + 1) * n] for i in range(len(runs))]
+
+
+def _tree_count_stage(
+    map: Map, runs: list[_Run], by_run: list[list[Candidate]], y, cohorts, t: TrainingConfig, c, threads, progress
+) -> dict[int, Candidate]:
+    """Runs whose parameters were chosen on a sample: the winner's tree count and out-of-fold scores from a
+    cohort-grouped CV on all the run's rows, one unit each."""
+    again = [i for i, grid in enumerate(by_run) if grid[0].rows < len(runs[i].rows)]
+    if not again:
+        return {}
+    progress(f"Tree count on all rows for {len(again)} run(s) whose parameters were chosen on a sample")
+    units = [
+        (runs[i].X, y[runs[i].rows], cohorts[runs[i].rows], winner(by_run[i]).params, t, c, threads) for i in again
+    ]
+    return dict(zip(again, map(search_point, *zip(*units, strict=True)), strict=True))
+
+
+def _fit_stage(map: Map, fit: Fit | None, units: list[tuple], rows: list[int], t: TrainingConfig, threads) -> list:
+    """Every run's fit (and the baselines' folds), one unit each. Runs above `dask_fit_above` rows, given a
+    `fit`, run here after the others, so the cluster is free for LightGBM's Dask estimator."""
+    fits = [(kind, args, {**kwargs, "threads": threads}) for kind, args, kwargs in units if kind != "baseline"]
+    units = fits + [u for u in units if u[0] == "baseline"]
+    big = [i for i in range(len(fits)) if fit is not None and rows[i] > t.dask_fit_above]
+    mapped = [i for i in range(len(units)) if i not in big]
+    done = dict(zip(mapped, map(_run_unit, [units[i] for i in mapped]), strict=True))
+    for i in big:
+        kind, args, kwargs = units[i]
+        done[i] = _run_unit((kind, args, {**kwargs, "fit": fit}))
+    return [done[i] for i in range(len(units))]
+
+
+def train(
+    df: pd.DataFrame,
+    config: Config,
+    *,
+    map: Map = builtins.map,
+    fit: Fit | None = None,
+    threads: int | None = None,
+    progress: Progress = log.info,
+) -> TrainResult:
+    """Train on validated past cohorts: CV, forward backtest, baselines, verdict.
+
+    The independent units go through `map` in three stages: every parameter set of every run (the
+    champion's, each backtest year's) as `search_point`; for runs tuned on a sample, the winner's tree
+    count on all rows; then every run's fit and the baselines' folds.
+    `map` may run them anywhere (a process pool, Dask); results do not depend on where. `threads`:
+    LightGBM threads per unit (1 when units run side by side). `fit`: see `select_and_fit`."""
     c, t = config.dataset, config.training
     df = df.reset_index(drop=True)
     cohorts = df[c.cohort_column].astype(str).to_numpy()
@@ -304,48 +531,67 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
     X = build_features(df, c, levels)
     k = t.top_k_percent
 
-    progress(f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}")
-    model = select_and_fit(X, y, cohorts, levels, t, c)
+    # the runs of the procedure: the champion on every cohort, and each backtest year on the cohorts before it
+    years = list(ForwardCohortSplit(order=c.cohort_key).split(X, y, cohorts)) if len(order) >= 2 else []
+    progress(
+        f"Choosing parameters by cross-validation over {len(order)} cohort(s): {', '.join(order)}; "
+        f"the same inside {len(years)} backtest year(s)"
+    )
+    runs = [_Run("champion", np.arange(len(y)), X)]
+    for tr, te in years:
+        runs.append(_Run(str(cohorts[te[0]]), tr, build_features(df.iloc[tr], c, category_levels(df.iloc[tr], c))))
+    by_run = _search_stage(map, runs, y, cohorts, t, c, threads)
+    on_all = _tree_count_stage(map, runs, by_run, y, cohorts, t, c, threads, progress)
+    del runs
+
+    progress(f"Fitting {len(by_run)} model(s): the champion and one per backtest year")
+    folds, _ = _folds(cohorts, y, t.seed)
+    units: list[tuple] = [
+        ("champion", (X, y, cohorts, levels, t, c), {"search": by_run[0], "on_all_rows": on_all.get(0)})
+    ]
+    for i, (tr, te) in enumerate(years, start=1):
+        year_args = (df.iloc[np.concatenate([tr, te])], str(cohorts[te[0]]), levels, c, t)
+        units.append(("year", year_args, {"search": by_run[i], "on_all_rows": on_all.get(i)}))
+    units += [("baseline", ("logistic", X.iloc[tr], y[tr], X.iloc[te], c), {}) for tr, te in folds]
+    results = _fit_stage(map, fit, units, [len(y), *(len(tr) for tr, _ in years)], t, threads)
+    model: FittedModel = results[0]
+    year_results: list[YearResult] = results[1 : 1 + len(years)]
+
+    # calibration, out of time: each year's model with the evidence of the years before it, the champion with all
+    steps = [year.step() for year in year_results]
+    choices = [choose(steps[:i], step.oof, t.calibration) for i, step in enumerate(steps)]
+    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration))
+    progress(f"Calibration: {model.calibration['name']} ({model.calibration['why']})")
+
     # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
     metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}, "promised_by_cohort": {}}
-    folds, _ = _folds(cohorts, y, t.seed)
-    for name in ("base_rate", "logistic"):
-        oof = np.empty(len(y))
-        for tr, te in folds:
-            oof[te] = _baseline_predict(name, X.iloc[tr], y[tr], X.iloc[te], c)
-        metrics["cv"][name] = evaluate.metrics_by_cohort(cohorts, y, oof, k)
+    metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
+    metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
+    metrics["cv"]["base_rate"] = evaluate.metrics_by_cohort(cohorts, y, _fold_base_rate(y, folds), k)
+    logistic = np.empty(len(y))
+    for (_, te), p in zip(folds, results[1 + len(years) :], strict=True):
+        logistic[te] = p
+    metrics["cv"]["logistic"] = evaluate.metrics_by_cohort(cohorts, y, logistic, k)
 
     backtest_predictions = None
     families: dict[str, str] = {}  # the family each backtest model chose, by the cohort it then predicted
     calibrations: dict[str, dict] = {}  # the calibration each backtest model chose, by the cohort it predicted
-    steps: list[Step] = []
-    if len(order) >= 2:
-        years = [
-            _backtest_year(df, X, y, cohorts, tr, te, c, t, progress)
-            for tr, te in ForwardCohortSplit(order=c.cohort_key).split(X, y, cohorts)
-        ]
-        steps = [year.step for year in years]
-        parts = []
-        for i, year in enumerate(years):
-            # calibrated with what the backtest had shown before this cohort: out of time, as the champion is
-            fitted = year.model.calibrated(choose(steps[:i], year.model.oof_scores(), t.calibration))
-            test_cohort = year.step.cohort
-            parts.append(year.frame.assign(lightgbm=fitted.calibrator(year.step.test.raw)))
-            metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
-            families[test_cohort] = fitted.family
-            calibrations[test_cohort] = fitted.calibration
-            # the same by cohort: what a promise about test_cohort, made by that model, rests on
-            metrics["promised_by_cohort"][test_cohort] = evaluate.metrics_by_cohort(
-                fitted.oof.cohort.to_numpy(), fitted.oof.y.to_numpy(), fitted.oof.p.to_numpy(), k
-            )
+    parts = []
+    for year, choice in zip(year_results, choices, strict=True):
+        p_oof = choice.calibrator(year.oof["raw"].to_numpy())
+        metrics["promised"][year.cohort] = evaluate.metrics(year.oof["y"], p_oof, k)
+        # the same by cohort: what a promise about this cohort, made by that model, rests on
+        metrics["promised_by_cohort"][year.cohort] = evaluate.metrics_by_cohort(
+            year.oof["cohort"].to_numpy(), year.oof["y"].to_numpy(), p_oof, k
+        )
+        families[year.cohort] = year.family
+        calibrations[year.cohort] = choice.to_dict()
+        parts.append(year.predictions.assign(lightgbm=choice.calibrator(year.raw)))  # the product
+    if year_results:
         backtest_predictions = pd.concat(parts, ignore_index=True)
         g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
         for name in ("lightgbm", "base_rate", "logistic"):
             metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, backtest_predictions[name].to_numpy(), k)
-    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration))
-    progress(f"Calibration: {model.calibration['name']} ({model.calibration['why']})")
-    metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
-    metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
 
     summary = summarize(metrics, t)
     summary["family"], summary["family_why"] = model.family, model.family_why
@@ -363,6 +609,13 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
         fingerprint=fingerprint(df),
         backtest_predictions=backtest_predictions,
     )
+
+
+def _fold_base_rate(y: np.ndarray, folds: list) -> np.ndarray:
+    out = np.empty(len(y))
+    for tr, te in folds:
+        out[te] = float(np.mean(y[tr]))
+    return out
 
 
 def summarize(metrics: dict, t: TrainingConfig) -> dict:
@@ -406,9 +659,10 @@ def reference_sample(
     """Training rows kept with the model for drift reports: features, sensitive columns,
     cohort, outcome and out-of-fold risk; never the student id."""
     cols = list(dict.fromkeys([c.cohort_column, *c.features, *c.sensitive_columns]))
-    ref = df[cols].copy()
-    ref["at_risk"] = model.oof.y.to_numpy()
-    ref["risk"] = model.oof.p.to_numpy()
-    if len(ref) > t.reference_sample:
-        ref = ref.sample(t.reference_sample, random_state=t.seed)
+    rows = pd.Series(np.arange(len(df)))
+    if len(df) > t.reference_sample:  # the rows DataFrame.sample picks, without copying every row first
+        rows = rows.sample(t.reference_sample, random_state=t.seed)
+    ref = df.iloc[rows.to_numpy()][cols].copy()
+    ref["at_risk"] = model.oof.y.to_numpy()[rows.to_numpy()]
+    ref["risk"] = model.oof.p.to_numpy()[rows.to_numpy()]
     return ref.reset_index(drop=True)
