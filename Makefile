@@ -46,8 +46,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The fast tier on UNIT_WORKERS pytest-xdist processes, a test file per worker at a time (its
+# module fixtures built once); session fixtures such as the trained demo champion are built once
+# per worker. `make test-unit UNIT_WORKERS=0` runs it in this process.
+UNIT_WORKERS ?= 2
 test-unit: setup
-	$(BIN)/python -m pytest -q -m "not postgres and not browser and not slow"
+	$(BIN)/python -m pytest -q -m "not postgres and not browser and not slow" -n $(UNIT_WORKERS) --dist loadfile
 
 test: setup browser lint typecheck
 	$(BIN)/python -m pytest -q
