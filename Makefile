@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11+, PostgreSQL for the tests):
 #   make demo   set up, then run the yearly job on built-in demo data
 #   make test   set up, then run the gates (format, lint, types, lock, dependencies) and the whole test suite (what CI runs)
-# `make test-unit` is the fast tier (no PostgreSQL, browser or end-to-end runs): under a minute.
+# `make test-unit` is the fast tier (no PostgreSQL, browser or end-to-end runs) on two workers: under a minute.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # The exact versions of uv.lock, as the Docker image installs them; --inexact keeps uv itself.
 # --compile-bytecode writes the .pyc files once at install: with PYTHONDONTWRITEBYTECODE set (as here
 # and in the image) Python would otherwise recompile every imported library on every run, about a
-# third of `make test-unit`'s CPU time (pandas, scikit-learn, LightGBM, Prefect, Evidently).
+# quarter of `make test-unit`'s CPU time (pandas, scikit-learn, LightGBM, Prefect, Evidently).
 $(BIN)/.installed: pyproject.toml uv.lock Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
