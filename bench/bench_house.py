@@ -9,10 +9,12 @@ lines also count inside the function around them.
 
 With `--unit` (or `--full`) it also runs `make test-unit`'s pytest command (or the whole suite)
 in a child process and prints its wall time, the CPU time of the run and its children (user +
-sys: on a shared machine the figure that predicts the wall time on a quiet one) and the load
-average before and after.
+sys: on a shared machine, the figure that predicts the wall time on a quiet one) and the load
+average before and after. The unit tier runs on `--workers` pytest-xdist processes as `make
+test-unit` does (0: in one process); each worker's own CPU time is printed too: on a quiet machine
+with a core per worker, the largest is about the wall time.
 
-    python bench/bench_house.py [--top 3] [--unit] [--full]
+    python bench/bench_house.py [--top 3] [--unit [--workers 2]] [--full]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,18 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("risk_model", "reports", "flows", "api", "cli", "webhooks")
 UNIT = ["-m", "pytest", "-q", "-m", "not postgres and not browser and not slow"]  # as `make test-unit`
 FULL = ["-m", "pytest", "-q"]
+CPU_DIR = "BENCH_HOUSE_CPU_DIR"  # where each pytest process of a run writes its own CPU time
+
+
+def pytest_sessionfinish(session) -> None:
+    """Loaded into each pytest process of a timed run (`-p bench_house`): write its own CPU time."""
+    folder = os.environ.get(CPU_DIR)
+    if folder:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+        Path(folder, name).write_text(f"{cpu:.1f}")
 
 
 @dataclass(frozen=True)
@@ -95,15 +110,24 @@ def run_tests(args: list[str], label: str) -> None:
     """Run pytest in a child process; print its summary line, wall time, CPU time and load."""
     load_before = os.getloadavg()
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as cpu_dir:
+        env = {**os.environ, CPU_DIR: cpu_dir, "PYTHONPATH": os.pathsep.join([str(REPO / "bench"), str(REPO)])}
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, *args, "-p", "bench_house"], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        wall = time.perf_counter() - t
+        per_process = {f.name: float(f.read_text()) for f in sorted(Path(cpu_dir).iterdir())}
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     user, sys_ = after.ru_utime - used.ru_utime, after.ru_stime - used.ru_stime
     summary = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
     print(f"\n{label}: {' '.join(args[1:])}")
     print(f"  {summary}")
     print(f"  wall {wall:.1f} s; CPU {user + sys_:.1f} s (user {user:.1f} + sys {sys_:.1f})")
+    workers = {k: v for k, v in per_process.items() if k != "main"}
+    if workers:
+        each = ", ".join(f"{k} {v:.1f} s" for k, v in workers.items())
+        print(f"  CPU per worker: {each} (on a quiet machine, a core each: the largest is about the wall time)")
     print(
         "  load average before {:.2f} {:.2f} {:.2f}, after {:.2f} {:.2f} {:.2f}".format(*load_before, *os.getloadavg())
     )
@@ -115,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--top", type=int, default=1, help="longest functions listed per package")
     parser.add_argument("--unit", action="store_true", help="also time `make test-unit`'s pytest run")
+    parser.add_argument("--workers", type=int, default=2, help="pytest-xdist workers of --unit (0: one process)")
     parser.add_argument("--full", action="store_true", help="also time the whole test suite (minutes)")
     args = parser.parse_args()
 
@@ -129,7 +154,7 @@ def main() -> None:
     tests = measure("tests")
     print(f"{'tests':<11} {tests.files:>5} {tests.lines:>6} {tests.code:>6}")
     if args.unit:
-        run_tests(UNIT, "unit tier (make test-unit)")
+        run_tests([*UNIT, "-n", str(args.workers), "--dist", "loadfile"], "unit tier (make test-unit)")
     if args.full:
         run_tests(FULL, "whole suite (make test runs it after the gates)")
 
