@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -442,6 +443,7 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@functools.cache  # the migration scripts ship with the code: read them once per process, not at every connect
 def _head() -> str:
     from alembic.script import ScriptDirectory
 

@@ -271,7 +271,7 @@ def test_one_runtime_folder_trains_and_scores_every_point(tmp_path: Path) -> Non
     from risk_model import jobs
     from risk_model.config import Settings
     from risk_model.registry import Registry
-    from tests.conftest import fast
+    from tests.conftest import tiny
 
     rng = np.random.default_rng(3)
     students = pd.concat([_students(400, seed=s).assign(cohort=str(2020 + s)) for s in range(3)], ignore_index=True)
@@ -281,7 +281,7 @@ def test_one_runtime_folder_trains_and_scores_every_point(tmp_path: Path) -> Non
     history.to_csv(tmp_path / "history.csv", index=False)
     intake.drop(columns=["outcome"]).to_csv(tmp_path / "intake.csv", index=False)
     _log(students).to_csv(tmp_path / "activity.csv.gz", index=False)
-    config = fast(_config(points='[[source.points]]\nday = 0\n[[source.points]]\nday = 120\nknown = ["sem1_gpa"]'))
+    config = tiny(_config(points='[[source.points]]\nday = 0\n[[source.points]]\nday = 120\nknown = ["sem1_gpa"]'))
     settings = Settings(home=tmp_path / "runtime")
     for point in config.points:
         df = jobs.prepare(config, tmp_path / "history.csv", stage="train", point=point)

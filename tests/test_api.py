@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,54 +27,14 @@ from sqlalchemy import Engine, create_engine, func, select
 from api import keys
 from api.app import create_app, decode_cursor, encode_cursor
 from api.settings import ApiSettings
-from risk_model import jobs, store
-from risk_model.config import Config, Settings, TrainingConfig
-from risk_model.demo import make_demo
+from risk_model import store
+from risk_model.config import Settings
 from risk_model.registry import Registry
-from risk_model.schema import at_risk, validate
-from risk_model.score import score
+from risk_model.schema import validate
+from tests.conftest import World
 
-TINY = [{"num_leaves": 4, "min_data_in_leaf": 20, "lambda_l2": 5.0, "num_threads": 1}]
 V1_GETS = ["/v1/students/S1/risk", "/v1/cohorts", "/v1/cohorts/2023/students", "/v1/model", "/v1/reports"]
 HYPO = hsettings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@dataclass
-class World:
-    config: Config
-    registry_dir: Path
-    scores: pd.DataFrame
-    summary: dict
-    intake: pd.DataFrame  # raw, as a client would send it
-    outcomes: pd.DataFrame  # cohort, student_id, outcome, at_risk
-
-
-@pytest.fixture(scope="session")
-def world(tmp_path_factory, demo_config) -> World:
-    training = TrainingConfig(
-        **{**demo_config.training.model_dump(), "param_grid": TINY, "max_trees": 40, "reference_sample": 200}
-    )
-    config = demo_config.model_copy(update={"training": training})
-    d = make_demo(n_per_cohort=200, n_past=3, seed=3)
-    settings = Settings(home=tmp_path_factory.mktemp("api") / "runtime")
-    c = config.dataset
-    jobs.train_and_register(
-        settings, config, validate(d.history, c, stage="train", source="history"), progress=lambda m: None
-    )
-    bundle = Registry(settings.registry_dir).load(contract=c)
-    result = score(
-        bundle, validate(d.intake, c, stage="score", source="intake"), c, config.scoring, progress=lambda m: None
-    )
-    out = validate(d.outcomes, c, stage="outcomes", source="outcomes")
-    outcomes = pd.DataFrame(
-        {
-            "cohort": out[c.cohort_column],
-            "student_id": out[c.id_column],
-            "outcome": out[c.outcome_column],
-            "at_risk": at_risk(out, c),
-        }
-    )
-    return World(config, settings.registry_dir, result.scores, result.summary, d.intake, outcomes)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

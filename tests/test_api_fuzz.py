@@ -20,7 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
-from test_api import store_url, world  # noqa: F401  (the same champion and stores as test_api)
+from test_api import store_url  # noqa: F401  (the same stores as test_api; the champion: conftest `world`)
 
 from api import keys
 from api.app import create_app

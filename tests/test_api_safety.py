@@ -17,7 +17,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from test_api import Api, api, audit_rows, records, store_url, world  # noqa: F401  (shared fixtures)
+from test_api import Api, api, audit_rows, records, store_url  # noqa: F401  (shared fixtures)
 
 from api import deps, keys
 from api.app import create_app

@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pandas as pd
-from test_api import Api, api, records, store_url, world  # noqa: F401  (shared fixtures)
+from test_api import Api, api, records, store_url  # noqa: F401  (shared fixtures)
 
 from api.answers import student_risk, student_risk_json
 from risk_model.config import ScoringConfig

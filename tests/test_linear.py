@@ -58,7 +58,9 @@ def test_a_blended_model_scores_the_same_after_saving(small_demo, demo_config, t
     from risk_model.registry import Registry
     from risk_model.schema import validate
     from risk_model.score import probabilities
+    from tests.conftest import tiny
 
+    demo_config = tiny(demo_config)  # any blended model will do
     monkeypatch.setattr(train_module, "BLENDS", (0.5,))
     history = small_demo.history[small_demo.history.cohort.isin(["2019", "2020"])]
     df = validate(history, demo_config.dataset, stage="train")

@@ -2,8 +2,10 @@
 the day of scoring, kept from before outcomes, set beside the truth by the outcomes report, listed in
 the index, answered by GET /v1/model.
 
-Each variant is run in the order of a real year: score, intake report, then outcomes recorded, then the
-intake report rebuilt (it must not overwrite what was promised) and the outcomes report."""
+Each variant is run in the order of a real year: score, intake report, then outcomes recorded and the
+outcomes report. In "shift" the intake report is also rebuilt once the outcomes are known (it must not
+overwrite what was promised); "mechanism" skips that rebuild, which no test of it reads (an Evidently
+run saved)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def promised(tmp_path_factory, demo_config, small_demo, trained_home):
         jobs.score_and_store(settings, demo_config, intake, factors=False, partial="replace")
         before = build.intake_report(settings, demo_config, intake)
         jobs.record_outcomes(settings, demo_config, validate(d.outcomes, c, stage="outcomes", source="outcomes"))
-        after = build.intake_report(settings, demo_config, intake)  # rebuilt with outcomes known
+        after = build.intake_report(settings, demo_config, intake) if name == "shift" else None  # outcomes known
         cohort = str(intake[c.cohort_column].iloc[0])
         outcomes = build.outcomes_report(settings, demo_config, cohort)
         out[name] = {

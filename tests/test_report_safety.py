@@ -79,8 +79,9 @@ def hostile(tmp_path_factory, demo_config):
     from risk_model.config import Settings
     from risk_model.demo import make_demo
     from risk_model.schema import validate
+    from tests.conftest import tiny
 
-    config = _hostile_config(demo_config)
+    config = _hostile_config(tiny(demo_config))  # the model's quality is not what these tests read
     c = config.dataset
     d = make_demo(n_per_cohort=600, n_past=3, seed=3, drift=True, mechanism_shift=1.0)
     settings = Settings(home=tmp_path_factory.mktemp("hostile") / "runtime")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +353,15 @@ def _reference(settings) -> pd.DataFrame:
     return Registry(settings.registry_dir).load().reference()
 
 
+SRCDOC = re.compile(r'\ssrcdoc="([^"]*)"')  # an iframe's document, escaped into the attribute (Evidently's page)
+
+
+def documents(page: str) -> list[str]:
+    """A page and each document of its srcdoc iframes, unescaped: what the browser parses. Read as written,
+    Evidently's escaped page could load anything from the network unseen by REMOTE_LOAD."""
+    return [SRCDOC.sub(' srcdoc=""', page), *(unescape(d) for d in SRCDOC.findall(page))]
+
+
 REMOTE_LOAD = re.compile(
     r"""<(?:script|img|iframe|link|source|audio|video|embed|object)\b[^>]*\b(?:src|href|data)\s*=\s*["']?(?:https?:)?//"""
     r"""|\bfetch\(\s*["'](?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import\s+["']?(?:url\()?["']?(?:https?:)?//""",
@@ -370,7 +380,7 @@ def test_reports_are_self_contained_and_hold_no_student(built_reports):
             leaked = set(re.findall(r"S\d{10}", text)) & ids
             assert not leaked, f"{name}/{f.name} shows student ids {sorted(leaked)[:3]}"
             if f.suffix == ".html":
-                remote = REMOTE_LOAD.findall(text)
+                remote = [url for doc in documents(text) for url in REMOTE_LOAD.findall(doc)]
                 assert not remote, f"{name}/{f.name} loads from the network: {remote[:3]}"
                 assert "Content-Security-Policy" in text
         for r in v["reports"].values():
@@ -392,6 +402,9 @@ def test_remote_load_pattern_catches_what_a_browser_would_fetch():
         assert REMOTE_LOAD.search(bad), bad
     for fine in ('<a href="https://plotly.com/">', '"topojsonURL":"https://cdn.plot.ly/"', '<script src="data:,">'):
         assert not REMOTE_LOAD.search(fine), fine
+    framed = '<p>x</p><iframe srcdoc="&lt;script src=&quot;https://cdn.x/y.js&quot;&gt;&lt;/script&gt;"></iframe>'
+    assert not REMOTE_LOAD.search(framed)  # escaped as written: only the document inside shows it
+    assert [bool(REMOTE_LOAD.search(d)) for d in documents(framed)] == [False, True]
 
 
 def test_index_lists_every_report_newest_first(built_reports, tmp_path):

@@ -61,11 +61,9 @@ def _no_id_in(textblob: str, ids: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def train_result(demo_config):
-    from risk_model.train import train
-
-    d = make_demo(n_per_cohort=300, n_past=3, seed=3)
-    return train(validate(d.history, demo_config.dataset, stage="train"), demo_config, progress=lambda _: None)
+def train_result(trained_home):
+    """The TrainResult of the session's champion (any trained model will do for saving it again)."""
+    return trained_home["result"]
 
 
 def test_save_records_checksums_and_fsyncs_every_file_and_folder(train_result, demo_config, tmp_path, monkeypatch):

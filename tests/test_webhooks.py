@@ -41,7 +41,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll: `shutdown` waits for the loop to notice (0.5 s by default, at every stop)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
@@ -120,18 +121,18 @@ def test_a_receiver_that_is_down_loses_nothing_and_is_caught_up(engine, caplog):
     rx.stop()  # down: connection refused
     _, secret = outbox.add_subscriber(engine, name="case-management", url=f"http://127.0.0.1:{port}/hooks")
     advising.write_alerts(engine, "2025", "day60", planted_alerts(5), batch_size=2)
-    fast = {"base_seconds": 1.0, "max_seconds": 2.0, "timeout": 2.0}  # backoff 1 s, 2 s, 2 s
+    fast = {"base_seconds": 0.5, "max_seconds": 1.0, "timeout": 2.0}  # backoff 0.5 s, 1 s, 1 s
     with caplog.at_level(logging.DEBUG):
         assert dispatch.deliver(engine, **fast) == {"delivered": 0, "failed": 1}  # the first fails; the rest wait
         assert dispatch.deliver(engine, **fast) == {"delivered": 0, "failed": 0}  # backing off: not due yet
-        time.sleep(1.1)
+        time.sleep(0.6)
         assert dispatch.deliver(engine, **fast) == {"delivered": 0, "failed": 1}  # still down: tried again
         rx = Receiver(port)  # back
         rx.status = 503  # ...but answering "busy" first
-        time.sleep(2.1)
+        time.sleep(1.1)
         assert dispatch.deliver(engine, **fast) == {"delivered": 0, "failed": 1}
         rx.status = 200
-        time.sleep(2.1)
+        time.sleep(1.1)
         try:
             assert dispatch.deliver(engine, **fast) == {"delivered": 3, "failed": 0}
         finally:
