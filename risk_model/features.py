@@ -106,3 +106,36 @@ def feature_matrix(
                 column = X[:, j]
                 column[np.isnan(column)] = fill[col]
     return X, shown
+
+
+def frame_matrix(
+    df: pd.DataFrame, features: list[str], codes: dict[str, dict[str, int]], fill: dict[str, float]
+) -> np.ndarray:
+    """`feature_matrix` for a validated frame, one NumPy column at a time: the numbers LightGBM reads from
+    `to_lightgbm(fill_unlearned(build_features(...)))` (its pandas reader turns a categorical column into
+    the codes of the booster's training categories, -1 as missing), without building that frame. Building
+    it cost more than the prediction itself for intakes of a few thousand students (`bench/bench_score.py`)."""
+    X = np.empty((len(df), len(features)), dtype=np.float64)
+    for j, col in enumerate(features):
+        if col in codes:
+            known = codes[col]
+            place = pd.Categorical(df[col], categories=list(known)).codes  # -1: missing or never seen
+            trained = np.append(np.array(list(known.values()), dtype=np.float64), np.nan)
+            X[:, j] = trained[place]  # place -1 picks the NaN at the end
+        else:
+            x = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            X[:, j] = np.where(np.isnan(x), fill[col], x) if col in fill else x
+    return X
+
+
+def shown_values(df: pd.DataFrame, features: list[str], codes: dict[str, dict[str, int]]) -> np.ndarray:
+    """The values factors show for each row of a validated frame (object, `features` order): numbers as given
+    (before `fill_unlearned`), a category the model knows, NaN for missing or never seen; the same as
+    `feature_matrix`'s second array for records."""
+    out = np.empty((len(df), len(features)), dtype=object)
+    for j, col in enumerate(features):
+        if col in codes:
+            out[:, j] = np.asarray(pd.Categorical(df[col], categories=list(codes[col])), dtype=object)
+        else:
+            out[:, j] = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
