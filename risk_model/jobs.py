@@ -87,7 +87,7 @@ def score_and_store(
     """Score a validated intake with the champion and store its scores (one transaction), export CSV.
 
     Every student gets probability, rank and tier; the tiers of `[scoring] factor_tiers` get their top
-    factors now, the others when first read (`factors=False`: nobody now). `partial` decides what happens
+    factors now, the others when first read (`factors=False`: nobody, now or later). `partial` decides what happens
     when the store holds students of the cohort that `df` lacks: "refuse" (checked before scoring, and again
     in the write), "merge" (students whose merged tier is acted on are explained in the same transaction)
     or "replace" (see `store.write_scores`)."""

@@ -29,13 +29,14 @@ import pandas as pd
 from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.estimate import expected_performance
 from risk_model.explain import factor_text, format_value, typical_values
-from risk_model.features import category_codes, feature_matrix, frame_matrix, shown_values
+from risk_model.features import category_codes, feature_matrix, frame_matrix, given_column, shown_values
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
 from risk_model.train import blend_raw
 
 log = logging.getLogger(__name__)
 CHUNK = 20_000
+NO_FACTORS: list[dict] = []  # the factors of a student not explained (shared by every such row: never mutate)
 
 
 @dataclass
@@ -194,11 +195,14 @@ def explain(
 def pending_inputs(bundle: Bundle, df: pd.DataFrame, n: int) -> list[dict]:
     """What is kept of each row whose factors are computed later (`explain_inputs`): the model's values as
     factors show them (JSON: NaN as null), in the model's feature order, and how many factors it gets."""
-    values = shown_values(df, bundle.features, record_codes(bundle))
-    for j in range(values.shape[1]):
-        column = values[:, j]
-        column[pd.isna(column)] = None
-    return [{"n": n, "values": row} for row in values.tolist()]
+    codes, columns = record_codes(bundle), []
+    for col in bundle.features:
+        values = given_column(df, col, codes)
+        if values.dtype != object:  # a number: NaN as None
+            missing, values = np.isnan(values), values.astype(object)
+            values[missing] = None
+        columns.append(values.tolist())
+    return [{"n": n, "values": list(row)} for row in zip(*columns, strict=True)]
 
 
 def explain_inputs(bundle: Bundle, inputs: list[dict]) -> list[list[dict]]:
@@ -233,6 +237,14 @@ def probabilities(
     if not (factors and s.n_factors):
         return p, [[] for _ in range(len(X))]
     return p, explain(bundle, df, s.n_factors, X=X, progress=progress)
+
+
+def unseen_in(bundle: Bundle, df: pd.DataFrame, X: np.ndarray) -> dict[str, dict[str, int]]:
+    """`schema.unseen_categories` of a validated frame whose model input is `X`: only the columns where the
+    model reads a given category as missing are counted (usually none), instead of every column."""
+    codes, at = record_codes(bundle), {f: j for j, f in enumerate(bundle.features)}
+    lost = [c for c in bundle.levels if c in codes and (np.isnan(X[:, at[c]]) & df[c].notna().to_numpy()).any()]
+    return unseen_categories(df, {c: bundle.levels[c] for c in lost})
 
 
 def unseen_lines(unseen: dict[str, dict[str, int]]) -> list[str]:
@@ -294,10 +306,10 @@ def score(
 ) -> ScoreResult:
     """Score a validated intake with a loaded model bundle: probability, rank and tier for every student,
     top factors for the tiers advisors act on (`assemble`)."""
-    unseen = unseen_categories(df, bundle.levels)
+    X = model_input(bundle, df)
+    unseen = unseen_in(bundle, df, X)
     for line in unseen_lines(unseen):
         progress(line)
-    X = model_input(bundle, df)
     return assemble(bundle, df, contract, s, probability(bundle, df, X), unseen, factors=factors, progress=progress)
 
 
@@ -317,12 +329,12 @@ def assemble(
 
     Ranks and capacity tiers are computed within each cohort, never across a file that pools several:
     "top 10%" means 10% of each intake. A student not explained now keeps their model input (`inputs`,
-    `pending_inputs`) for `explain_inputs`; `factors=False` explains nobody now."""
+    `pending_inputs`) for `explain_inputs`; `factors=False` gives nobody factors, now or later."""
     ids = df[contract.id_column].astype(str).to_numpy()
     cohorts = df[contract.cohort_column].astype(str).to_numpy()
     rank = np.empty(len(p), dtype=np.int64)
     tier = np.empty(len(p), dtype=object)
-    names, where = np.unique(cohorts, return_inverse=True)
+    where, names = pd.factorize(cohorts, sort=True)  # hashing, not sorting a million strings
     groups = [np.flatnonzero(where == i) for i in range(len(names))] if len(names) > 1 else [np.arange(len(p))]
     for rows in groups:
         rank[rows] = ranks(p[rows], ids[rows])
@@ -382,14 +394,15 @@ def explain_tiers(
     factors: bool = True,
     progress: Callable[[str], None] = log.info,
 ) -> tuple[list[list[dict]], list[dict | None]]:
-    """Per row: its top factors if its tier is one of `s.factor_tiers` (and `factors`), else []; and the
-    inputs kept to explain it later (`pending_inputs`), else None. No factors at all when `s.n_factors` is 0."""
+    """Per row: its top factors if its tier is one of `s.factor_tiers`, else []; and the inputs kept to
+    explain it later (`pending_inputs`), else None. No factors now or later when not `factors` or when
+    `s.n_factors` is 0 (the old `--no-factors`: the fastest scoring)."""
     n = len(df)
-    factor_lists: list[list[dict]] = [[] for _ in range(n)]
+    factor_lists: list[list[dict]] = [NO_FACTORS] * n  # one shared empty list: a million new ones cost ~1 s of GC
     inputs: list[dict | None] = [None] * n
-    if not s.n_factors:
+    if not (factors and s.n_factors):
         return factor_lists, inputs
-    now = np.isin(tier, list(s.factor_tiers)) if factors else np.zeros(n, dtype=bool)
+    now = np.isin(tier, list(s.factor_tiers))
     chosen, later = np.flatnonzero(now), np.flatnonzero(~now)
     if len(chosen):
         for i, found in zip(chosen, explain(bundle, df.iloc[chosen], s.n_factors, progress=progress), strict=True):

@@ -64,14 +64,10 @@ def test_factors_present_exactly_for_the_chosen_tiers(bundle, awkward_intake, de
     assert scores.factors[chosen].tolist() == full_pass.factors[chosen].tolist()
 
 
-def test_without_factors_everyone_is_kept_for_later_and_none_when_no_factors_are_wanted(
-    bundle, awkward_intake, demo_config
-):
-    later = score(bundle, awkward_intake, demo_config.dataset, demo_config.scoring, factors=False).scores
-    assert all(f == [] for f in later.factors) and later.inputs.map(lambda i: isinstance(i, dict)).all()
-    none = demo_config.scoring.model_copy(update={"n_factors": 0})
-    never = score(bundle, awkward_intake, demo_config.dataset, none).scores
-    assert all(f == [] for f in never.factors) and never.inputs.isna().all()
+def test_without_factors_nobody_gets_them_now_or_later(bundle, awkward_intake, demo_config):
+    for s, factors in ((demo_config.scoring, False), (demo_config.scoring.model_copy(update={"n_factors": 0}), True)):
+        scores = score(bundle, awkward_intake, demo_config.dataset, s, factors=factors).scores
+        assert all(f == [] for f in scores.factors) and scores.inputs.isna().all()
 
 
 def test_kept_inputs_give_the_factors_of_a_full_pass(bundle, awkward_intake, demo_config, full_pass):
@@ -290,3 +286,21 @@ def test_migration_0004_keeps_stored_scores_and_they_read_as_explained(backend, 
         assert found["factors"] == factors and found["inputs"] is None
     finally:
         engine.dispose()
+
+
+# --- the scoring path's own arithmetic ------------------------------------------------------------------
+
+
+def test_expected_auc_equals_scikit_learns_weighted_auc():
+    """`estimate.expected_roc_auc` (NumPy, on the scoring path) is scikit-learn's weighted ROC AUC of each
+    student counted at risk with weight p and fine with weight 1 - p, ties included."""
+    from sklearn.metrics import roc_auc_score
+
+    from risk_model.estimate import expected_roc_auc
+
+    rng = np.random.default_rng(0)
+    for n in (2, 7, 1500):
+        for p in (rng.uniform(0, 1, n), rng.uniform(0, 1, n).round(2), rng.beta(0.5, 3, n).round(3)):
+            y = np.r_[np.ones(n), np.zeros(n)]
+            want = roc_auc_score(y, np.r_[p, p], sample_weight=np.r_[p, 1 - p])
+            assert expected_roc_auc(p) == pytest.approx(want, abs=1e-12)
