@@ -117,9 +117,9 @@ def describer(bundle: Bundle) -> Callable[[dict], str]:
     value_labels: dict[str, dict[str, str]] = md.get("value_labels", {})
 
     def describe(f: dict) -> str:
-        name = f["feature"]
-        coded = value_labels.get(name, {}).get(format_value(f["value"])) if f["value"] is not None else None
-        return factor_text(f, labels.get(name, name), typical=typical.get(name), value_label=coded)
+        name, shown = f["feature"], format_value(f["value"])
+        coded = value_labels.get(name, {}).get(shown) if f["value"] is not None else None
+        return factor_text(f, labels.get(name, name), typical=typical.get(name), value_label=coded, value_text=shown)
 
     return describe
 
@@ -280,9 +280,8 @@ def score_rows(
     raw = bundle.booster.predict(X, raw_score=True, num_threads=_threads(len(X)))
     linear, weight = bundle.linear
     if linear is not None and weight < 1.0:  # a blended model: the linear part reads the values as given
-        cols = [*linear.numeric, *linear.categorical]
-        given = pd.DataFrame({c: [r[c] for r in rows] for c in cols}).astype({c: "float64" for c in linear.numeric})
-        raw = blend_raw(raw, given, linear, weight)
+        given = {c: [r[c] for r in rows] for c in [*linear.numeric, *linear.categorical]}
+        raw = weight * raw + (1 - weight) * linear.logit(given, len(rows))  # `train.blend_raw`, without a frame
     p = np.asarray(bundle.calibrator(raw), dtype=float)
     factor_lists: list[list[dict]] = [[] for _ in range(len(X))]
     if factors and s.n_factors:
