@@ -21,7 +21,8 @@ from risk_model.promise import make_promise
 NEAR = 0.02  # the estimate counts as right within this of the truth (at the two decimals printed)
 HEADER = (
     f"{'day':>4} {'test':>6} {'estimate':>9} {'promised':>11} {'status':>9} {'truth':>6} {'ece':>6}  "
-    f"{'inside':>6}  {'near':>4}   (estimate before outcomes, promise without drift; near = within {NEAR:.2f})"
+    f"{'inside':>6}  {'near':>4}  calibration   (estimate before outcomes, promise without drift; "
+    f"near = within {NEAR:.2f})"
 )
 
 
@@ -60,11 +61,11 @@ def promise_row(cohort: str, y: np.ndarray, p: np.ndarray, metrics: dict, k: flo
     }
 
 
-def promise_line(cohort: str, y: np.ndarray, p: np.ndarray, metrics: dict, k: float) -> str:
+def promise_line(cohort: str, y: np.ndarray, p: np.ndarray, metrics: dict, k: float, calibration: str = "") -> str:
     """`promise_row` as one line of the bench's table (without the day, which the caller prints first)."""
     r = promise_row(cohort, y, p, metrics, k)
-    interval = f"{r['low']:.2f}-{r['high']:.2f}"
+    interval = f"{r['low']:.2f}-{r['high']:.2f}" if r["status"] != "withdrawn" else "-"
     return (
         f"{cohort:>6} {r['estimate']:>9.2f} {interval:>11} {r['status']:>9} {r['truth']:>6.2f} {r['ece']:>6.3f}  "
-        f"{'yes' if r['inside'] else 'NO':>6}  {'yes' if r['near'] else 'NO':>4}"
+        f"{'yes' if r['inside'] else 'NO':>6}  {'yes' if r['near'] else 'NO':>4}  {calibration}"
     )

@@ -232,11 +232,12 @@ def demo(
     later = _job(
         "outcomes",
         (config_path, str(paths["outcomes"]), home_str, str(cohort), str(paths["intake"])),
-        lambda: steps.outcomes(
-            cfg, settings, str(paths["outcomes"]), cohort=str(cohort), intake_path=str(paths["intake"])
-        )[0],
+        lambda: _outcomes_result(
+            steps.outcomes(cfg, settings, str(paths["outcomes"]), cohort=str(cohort), intake_path=str(paths["intake"]))
+        ),
     )
-    _print_reports(later)
+    _print_outcomes(later["recorded"])
+    _print_reports(later["reports"])
 
 
 @app.command()
@@ -347,10 +348,47 @@ def report(
     _finish_reports(out, strict)
 
 
-@app.command()
+def _outcomes_result(done: tuple[dict, list[dict], dict]) -> dict:
+    """`steps.outcomes`'s result shaped as the outcomes flow returns it."""
+    recorded, reports, _ = done
+    return {"recorded": recorded, "reports": reports}
+
+
+def _print_outcomes(recorded: dict) -> None:
+    """Per cohort: outcomes recorded, matched to scored students per prediction point, and unmatched rows."""
+    for c in recorded["by_cohort"].values():
+        typer.echo("\n" + "\n".join(c["lines"]))
+
+
+# Written as one line per paragraph (not a docstring): the help keeps a docstring's line breaks, so its
+# prose would break mid-sentence in a narrow terminal; these paragraphs wrap to the terminal's width.
+OUTCOMES_HELP = (
+    "Record the real outcomes of a scored cohort, match them to its scores, and report how the model really did "
+    "vs. its promise.\n\n"
+    "A plain table (CSV, Parquet or .xlsx) has one row per student with the id_column, cohort_column and "
+    "outcome_column of the settings file's \\[dataset] (the demo's: student_id, cohort, outcome), e.g. after "
+    "`student-risk demo`:\n\n"
+    "student-risk outcomes runtime/demo/outcomes-2025.csv \\\n"
+    "  -c risk_model/examples/demo.toml --cohort 2025\n\n"
+    "On OULAD, pass the raw folder, not a file: the final_result of every registrant of the presentation (its "
+    "studentInfo.csv) is recorded, also of students who registered after day 0:\n\n"
+    "student-risk outcomes ../shared/data/oulad \\\n"
+    "  -c risk_model/examples/oulad.toml --cohort 2014B\n\n"
+    "Every outcome row is matched to a student scored at some prediction point, or counted as unmatched and named "
+    "by its line; the output says how many matched at each point. Running it again for a cohort replaces that "
+    "cohort's outcomes. A cohort that was never scored is refused (nothing is written)."
+)
+
+
+@app.command(help=OUTCOMES_HELP)
 def outcomes(
     data: Annotated[
-        Path, typer.Argument(exists=True, help="Real outcomes of a scored cohort: id, cohort and outcome columns.")
+        Path,
+        typer.Argument(
+            exists=True,
+            help="A table of real outcomes (CSV/Parquet/.xlsx with the id, cohort and outcome columns named in the "
+            "settings file), or, with OULAD settings, the raw OULAD folder.",
+        ),
     ],
     config: ConfigOpt,
     home: HomeOpt = None,
@@ -361,16 +399,19 @@ def outcomes(
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit with code 3 when a report raises a warning.")] = False,
 ) -> None:
-    """Record the real outcomes of a scored cohort and report how the model really did vs. its promise."""
+    """Record outcomes, match them to the stored scores, report real performance (help: OUTCOMES_HELP)."""
     from flows import steps
 
     intake_path = str(intake) if intake else None
     out = _job(
         "outcomes",
         (str(config), str(data), _home(home), cohort, intake_path),
-        lambda: steps.outcomes(*_loaded(config, home), str(data), cohort=cohort, intake_path=intake_path)[0],
+        lambda: _outcomes_result(
+            steps.outcomes(*_loaded(config, home), str(data), cohort=cohort, intake_path=intake_path)
+        ),
     )
-    _finish_reports(out, strict)
+    _print_outcomes(out["recorded"])
+    _finish_reports(out["reports"], strict)
 
 
 @app.command()

@@ -153,7 +153,7 @@ def ensure_work_pool(name: str) -> None:
     entrypoints run wherever the package is installed; lock its template yourself."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     check_auth()
     template = job_template()
@@ -161,9 +161,12 @@ def ensure_work_pool(name: str) -> None:
         try:
             pool = client.read_work_pool(name)
         except ObjectNotFound:
-            client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
-            log.info("Created work pool %r (type process, locked job template)", name)
-            return
+            try:
+                client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
+                log.info("Created work pool %r (type process, locked job template)", name)
+                return
+            except ObjectAlreadyExists:  # a worker and `deploy` starting together: the other one made it
+                pool = client.read_work_pool(name)
         if pool.type != "process":
             log.info("Work pool %r is of type %r: start its own worker, not `student-risk worker`.", name, pool.type)
         elif pool.base_job_template != template:

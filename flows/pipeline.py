@@ -239,14 +239,24 @@ def outcomes_flow(
     home: str | None = None,
     cohort: str | None = None,
     intake_path: str | None = None,
-) -> list[dict]:
+) -> dict:
     """Record the real outcomes of a scored cohort, then report real performance vs. the promise and
-    generalization (and fairness on real outcomes, given the intake file); rebuild the index. Ends in a
+    generalization (and fairness on real outcomes, given the intake file); rebuild the index. Returns
+    {"recorded": matched and unmatched outcomes per cohort and point, "reports": [...]}. Ends in a
     "Warning" state when performance dropped."""
     config, settings = _setup(config_path, home)
-    out, index = steps.outcomes(config, settings, outcomes_path, cohort=cohort, intake_path=intake_path, run=as_tasks)
+    recorded, out, index = steps.outcomes(
+        config, settings, outcomes_path, cohort=cohort, intake_path=intake_path, run=as_tasks
+    )
+    create_markdown_artifact(
+        key="outcomes",
+        markdown="\n\n".join(
+            "\n".join(f"- {line.strip()}" if i else f"**{line}**" for i, line in enumerate(c["lines"]))
+            for c in recorded["by_cohort"].values()
+        ),
+    )
     _publish_reports(out, index)
-    return _with_warning(out)
+    return _with_warning(out, data={"recorded": recorded, "reports": out})
 
 
 @flow(name="yearly")

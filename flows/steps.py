@@ -144,9 +144,10 @@ def outcomes(
     cohort: str | None = None,
     intake_path: str | None = None,
     run: Runner = direct,
-) -> tuple[list[dict], dict]:
+) -> tuple[dict, list[dict], dict]:
     """Record the real outcomes of a scored cohort, then report real performance vs. the promise and
-    generalization (and fairness on real outcomes, given the intake file); then the index."""
+    generalization (and fairness on real outcomes, given the intake file); then the index. Returns what
+    was recorded (`jobs.record_outcomes`: matched per point, unmatched rows), the reports and the index."""
     cohorts = [cohort] if cohort else None
     df = run("validate", jobs.prepare, config, outcomes_path, stage="outcomes", point=config.points[0], cohorts=cohorts)
     recorded = run("record-outcomes", jobs.record_outcomes, settings, config, df)
@@ -170,4 +171,4 @@ def outcomes(
             if intake_path:
                 intake = run("validate", jobs.prepare, config, intake_path, stage="score", point=point, cohorts=[c])
                 out.append(run("fairness-report", build.fairness_report, settings, at, intake, point=point))
-    return out, run("index", build.rebuild_index, settings)
+    return recorded, out, run("index", build.rebuild_index, settings)

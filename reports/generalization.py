@@ -19,6 +19,7 @@ from reports import page
 from reports.charts import Charts, by_cohort, learning_curve
 from reports.page import num, printed, write_report
 from risk_model import evaluate
+from risk_model.calibration import WORDS
 from risk_model.config import ReportConfig, TrainingConfig
 
 NAME = "generalization"
@@ -149,6 +150,7 @@ def cohort_rows(metadata: dict, new: dict | None) -> list[dict]:
                 "train": _get(m, "train", "lightgbm", c),
                 "cv": _get(m, "cv", "lightgbm", c),
                 "backtest": _get(m, "backtest", "lightgbm", c),
+                "backtest_ece": _get(m, "backtest", "lightgbm", c, "ece"),
                 "logistic_backtest": _get(m, "backtest", "logistic", c),
                 "base_rate_backtest": _get(m, "backtest", "base_rate", c),
                 "logistic_cv": _get(m, "cv", "logistic", c),
@@ -174,6 +176,7 @@ def summary_rows(metadata: dict, new: dict | None) -> list[dict]:
         ("pr_auc", "PR AUC"),
         ("brier", "Brier"),
         ("recall_top_k", f"recall in top {metadata.get('top_k_percent', 10):g}%"),
+        ("ece", "calibration error (ECE)"),
     )
     out = []
     for kind, kind_label in KINDS.items():
@@ -187,9 +190,17 @@ def summary_rows(metadata: dict, new: dict | None) -> list[dict]:
     if new:
         out.append(
             {"how measured": f"real outcomes of {new['cohort']}", "model": MODELS["lightgbm"]}
-            | {lab: num(new["metrics"][key], 3) for key, lab in metrics}
+            | {lab: num(new["metrics"].get(key), 3) for key, lab in metrics}
         )
     return out
+
+
+def calibration_words(metadata: dict) -> str:
+    """How the model's scores became probabilities, and why that way (`risk_model.calibration.choose`)."""
+    chosen = metadata.get("summary", {}).get("calibration")
+    if not chosen:
+        return ""
+    return f"Probabilities are {WORDS.get(chosen['name'], chosen['name'])}; {chosen['why']}."
 
 
 SERIES = {
@@ -218,6 +229,7 @@ def render(numbers: dict, metadata: dict) -> str:
         advice="",
         n=numbers,
         order=", ".join(metadata["training_cohorts"]),
+        calibration=calibration_words(metadata),
         shown=[
             {
                 "cohort": r["cohort"],
@@ -226,6 +238,7 @@ def render(numbers: dict, metadata: dict) -> str:
                 "training AUC": num(r.get("train"), 3),
                 "cross-validated": num(r.get("cv"), 3),
                 "forward backtest": num(r.get("backtest"), 3),
+                "calibration error (backtest)": num(r.get("backtest_ece"), 3),
                 "logistic baseline (backtest)": num(r.get("logistic_backtest"), 3),
                 "base-rate baseline (backtest)": num(r.get("base_rate_backtest"), 3),
                 "real outcomes (new cohort)": num(r.get("new"), 3),

@@ -56,6 +56,11 @@ LABELS = {
         "share of all students who struggled found among the {k}% highest-risk students",
         True,
     ),
+    "ece": (
+        "calibration error (ECE)",
+        "how far predicted risks were from the share who struggled, in groups of equal size by risk (0 = exact)",
+        False,
+    ),
 }
 
 
@@ -66,7 +71,7 @@ def promises(metadata: dict) -> dict[str, dict]:
     cohorts = [c for c in by if c != "all"]
     out = {}
     for m in LABELS:
-        vals = [by[c][m] for c in cohorts if by[c][m] == by[c][m]]
+        vals = [v for v in (by[c].get(m, float("nan")) for c in cohorts) if v == v]
         out[m] = {
             "value": evaluate.mean_over_cohorts(by, m),
             "min": min(vals) if vals else None,

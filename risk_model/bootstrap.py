@@ -3,7 +3,7 @@
 A resample is a row of counts (how often each student was drawn), so B resamples are a
 B x n matrix and every metric is a few cumulative sums along its rows: ROC AUC (ties
 count half, as scikit-learn), average precision (scikit-learn's PR AUC), Brier, recall in
-the top k% and the calibration curve. Rows are sorted by predicted risk once; nothing
+the top k%, the calibration curve and its error (ECE). Rows are sorted by predicted risk once; nothing
 loops over resamples except in blocks that bound memory. `paired_auc_difference` draws each
 resample once and scores two models on it, for the interval of their AUC difference.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from risk_model import evaluate
 
-BOOT_METRICS = ("roc_auc", "pr_auc", "brier", "recall_top_k")
+BOOT_METRICS = ("roc_auc", "pr_auc", "brier", "recall_top_k", "ece")
 
 
 def _by_value(W: np.ndarray, y: np.ndarray, starts: np.ndarray):
@@ -40,7 +40,7 @@ def _sorted(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.flatnonzero(np.r_[True, ps[1:] != ps[:-1]])
 
 
-def _counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
+def resample_counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
     """b resamples of n rows with replacement, as a b x n matrix of how often each row was drawn."""
     idx = rng.integers(0, n, size=(b, n))
     return np.bincount((idx + (np.arange(b) * n)[:, None]).ravel(), minlength=b * n).reshape(b, n)
@@ -80,11 +80,13 @@ def _weighted(
         bw = np.add.reduceat(W, bin_edges, axis=1)
         cal_pred = np.add.reduceat(W * p, bin_edges, axis=1) / bw
         cal_obs = np.add.reduceat(pos, bin_edges, axis=1) / bw
+        ece = np.nansum(np.abs(cal_obs - cal_pred) * bw, axis=1) / W.sum(axis=1)
     return {
         "roc_auc": auc,
         "pr_auc": ap,
         "brier": brier,
         "recall_top_k": recall,
+        "ece": ece,
         "cal_predicted": cal_pred,
         "cal_observed": cal_obs,
     }
@@ -102,7 +104,7 @@ def bootstrap_metrics(
     block: int = 50,
 ) -> dict:
     """Point estimates and percentile bootstrap intervals of ROC AUC, PR AUC, Brier, recall
-    in the top k% and a calibration curve (bins of equal size by predicted risk).
+    in the top k%, calibration error (ECE) and a calibration curve (bins of equal size by predicted risk).
 
     Returns {"metrics": {name: {"value", "low", "high"}}, "calibration": [{bin...}], "n", "n_boot"}.
     Point estimates are the plain metrics of `evaluate` on these rows.
@@ -125,7 +127,7 @@ def bootstrap_metrics(
     draws: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, block):
         b = min(block, n_boot - start)
-        W = _counts(rng, b, n)
+        W = resample_counts(rng, b, n)
         for name, v in _weighted(W, y, p, starts, n_top, bin_edges).items():
             draws.setdefault(name, []).append(v)
     boot = {name: np.concatenate(v) for name, v in draws.items()}
@@ -141,7 +143,10 @@ def bootstrap_metrics(
     out: dict[str, dict] = {}
     for name in BOOT_METRICS:
         lo, hi = interval(boot[name])
-        out[name] = {"value": float(point[name]), "low": float(lo), "high": float(hi)}
+        value = float(point[name])
+        if name == "ece":  # resampling adds noise, hence calibration error: reflect (basic bootstrap interval)
+            lo, hi = max(0.0, 2 * value - hi), max(0.0, 2 * value - lo)
+        out[name] = {"value": value, "low": float(lo), "high": float(hi)}
     cal_lo, cal_hi = interval(boot["cal_observed"])
     calibration = [
         {
@@ -196,6 +201,8 @@ def paired_auc_difference(
 
     value = gap(np.ones((1, n)))[0]
     rng = np.random.default_rng(seed)
-    diffs = [gap(_counts(rng, min(block, n_boot - start), n).astype(np.float64)) for start in range(0, n_boot, block)]
+    diffs = [
+        gap(resample_counts(rng, min(block, n_boot - start), n).astype(np.float64)) for start in range(0, n_boot, block)
+    ]
     low, high = np.nanpercentile(np.concatenate(diffs), [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
     return {"value": float(value), "low": float(low), "high": float(high)}

@@ -174,7 +174,14 @@ class TrainingConfig(_Frozen):
         ],
         description="LightGBM parameter sets tried; the one with the best cohort-grouped CV AUC wins.",
     )
-    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration: Literal[
+        "auto", "none", "temperature-recent", "sigmoid", "sigmoid-recent", "isotonic", "isotonic-recent"
+    ] = Field(
+        "auto",
+        description="How raw scores become probabilities. auto: chosen by out-of-time calibration error in the "
+        "forward backtest (risk_model/calibration.py); none: the model's own; sigmoid/isotonic: fitted on "
+        "out-of-fold predictions; *-recent: fitted on the forward predictions of the most recent past cohort.",
+    )
     num_threads: int = Field(
         0,
         ge=0,

@@ -76,9 +76,10 @@ def metrics_by_cohort(cohort: np.ndarray, y: np.ndarray, p: np.ndarray, k_percen
 
 
 def mean_over_cohorts(by_cohort: dict[str, dict], metric: str, cohorts: list[str] | None = None) -> float:
-    """Unweighted mean of a metric over cohorts (each year counts once), ignoring "all"."""
+    """Unweighted mean of a metric over cohorts (each year counts once), ignoring "all" (and cohorts without it:
+    a model saved before the metric existed)."""
     keys = [c for c in (cohorts or by_cohort) if c != "all" and c in by_cohort]
-    vals = [by_cohort[c][metric] for c in keys if not math.isnan(by_cohort[c][metric])]
+    vals = [v for v in (by_cohort[c].get(metric, math.nan) for c in keys) if not math.isnan(v)]
     return float(np.mean(vals)) if vals else float("nan")
 
 

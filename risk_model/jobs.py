@@ -18,9 +18,9 @@ from risk_model.estimate import expected_performance
 from risk_model.paths import safe_name
 from risk_model.private import private_dir
 from risk_model.registry import Bundle, Registry
-from risk_model.schema import Stage, at_risk, validate
+from risk_model.schema import Stage, at_risk, row_place, validate
 from risk_model.score import ScoreResult, explain_pending, rerank, score
-from risk_model.sources import load_table
+from risk_model.sources import load_table, point_day
 from risk_model.sources.guard import check_looks_like_table
 from risk_model.train import train
 
@@ -40,10 +40,25 @@ def prepare(
 
     A text file that is not a table (binary, no header line, no delimiter) is refused before it is read."""
     config = config.for_point(point)
-    if config.source.kind != "oulad" and Path(path).suffix.lower() in (".csv", ".txt"):
+    if (config.source.kind != "oulad" or stage == "outcomes") and Path(path).suffix.lower() in (".csv", ".txt"):
         check_looks_like_table(path)
     df = load_table(config, path, point=point, stage=stage, cohorts=cohorts)
-    return validate(df, config.dataset, stage=stage, source=str(path))
+    out = validate(df, config.dataset, stage=stage, source=str(path))
+    if stage == "outcomes":  # where each row is in the file, to name the rows no scored student matches
+        word, offset = _row_place(config, path)
+        out.attrs["row_word"] = word
+        out.attrs["row_numbers"] = [int(p) + offset for p in df.index]  # file positions (load_table keeps them)
+    return out
+
+
+def _row_place(config: Config, path: str | Path) -> tuple[str, int]:
+    """How a row of an outcomes source is named: a line of OULAD's studentInfo.csv, else as validation names it."""
+    if config.source.kind == "oulad" and Path(path).is_dir():
+        from risk_model.sources.oulad import OUTCOME_FILE
+
+        return f"{OUTCOME_FILE} line", 2
+    word, offset = row_place(str(path))
+    return f"{Path(path).name} {word}", offset
 
 
 def train_and_register(
@@ -226,7 +241,12 @@ def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, poi
 
 
 def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dict:
-    """Store the real outcomes of a scored cohort (validated with stage="outcomes")."""
+    """Store the real outcomes of scored cohorts (validated with stage="outcomes"; each cohort's outcomes
+    replace those recorded before), then match them to the stored scores.
+
+    Every outcome row either matches a student scored at some prediction point or is counted as
+    unmatched and named by its row (`jobs.prepare` records where each row is in the file; ids are never
+    named). `by_cohort[cohort]["lines"]` says so in words, per prediction point."""
     c = config.dataset
     frame = pd.DataFrame(
         {
@@ -236,10 +256,86 @@ def record_outcomes(settings: Settings, config: Config, df: pd.DataFrame) -> dic
             "at_risk": at_risk(df, c),
         }
     )
+    word = str(df.attrs.get("row_word", "row"))
+    numbers = df.attrs.get("row_numbers")
+    frame["row"] = numbers if numbers is not None and len(numbers) == len(df) else range(len(df))
+    cohorts = c.sort_cohorts(frame.cohort.unique())
     with store.opened(settings.resolved_store_url) as engine:
+        before = {cohort: store.count_outcomes(engine, cohort) for cohort in cohorts}
         n = store.write_outcomes(engine, frame, require_scored=True)  # refuses an unscored cohort, writes nothing
+        matches = {cohort: store.match_outcomes(engine, cohort) for cohort in cohorts}
+    by_cohort = {
+        cohort: _matched(config, frame[frame.cohort == cohort], matches[cohort], before[cohort], word)
+        for cohort in cohorts
+    }
+    for cohort, m in by_cohort.items():
+        for line in m["lines"]:
+            log.info("Outcomes of %s: %s", cohort, line.strip())
     return {
         "n_outcomes": n,
-        "cohorts": sorted(frame.cohort.unique().tolist()),
+        "cohorts": cohorts,
         "at_risk_rate": float(frame.at_risk.mean()),
+        "by_cohort": by_cohort,
     }
+
+
+_SHOW_ROWS = 5
+
+
+def _matched(config: Config, part: pd.DataFrame, match: store.OutcomeMatch, replaced: int, word: str) -> dict:
+    """One cohort's outcomes against its scores: counts per point, the unmatched rows, and the lines to print."""
+    order = {p: i for i, p in enumerate(config.points)}
+    points = sorted(match.points, key=lambda p: (order.get(p, len(order)), p))
+    rows = part.set_index("student_id")["row"]
+    unmatched = sorted(int(r) for r in rows.loc[match.unmatched]) if match.unmatched else []
+    more = f" and {len(unmatched) - _SHOW_ROWS} more" if len(unmatched) > _SHOW_ROWS else ""
+    named = f"{word}{'s' if len(unmatched) > 1 else ''} {', '.join(map(str, unmatched[:_SHOW_ROWS]))}{more}"
+    at_risk_n = int(part.at_risk.sum())
+    head = (
+        f"{part.cohort.iloc[0]}: {len(part)} outcomes recorded ({at_risk_n} at risk: "
+        f"{', '.join(config.dataset.at_risk_values)})"
+    )
+    if replaced:
+        head += f"; they replace the {replaced} recorded before"
+    missing = {p: match.points[p][0] - match.points[p][1] for p in points if match.points[p][1] < match.points[p][0]}
+    matched = ", ".join(
+        f"{m} of {n} scored{_at(config, p)}" if p in missing else f"{m}{_at(config, p)}"
+        for p, (n, m) in ((p, match.points[p]) for p in points)
+    )
+    lines = [head, f"  matched to scored students: {matched}{'' if missing else ' (every scored student)'}"]
+    if missing:
+        counts = ", ".join(f"{k}{_at(config, p)}" for p, k in missing.items())
+        lines.append(
+            f"  scored students with no outcome in this file: {counts}; left out of the performance figures"
+            + (" of those points" if any(p != "default" for p in missing) else "")
+        )
+    if unmatched:
+        why = (
+            "left before the first prediction point or registered after the last one, or an id no scored intake had"
+            if any(p != "default" for p in points)
+            else "no student scored in this cohort has that id"
+        )
+        lines.append(
+            f"  {len(unmatched)} not matched to any scored student ({why}): {named}; "
+            "recorded, but not used in performance figures"
+        )
+    else:
+        lines.append("  every outcome matched a scored student")
+    return {
+        "n_outcomes": int(len(part)),
+        "n_at_risk": at_risk_n,
+        "n_replaced": int(replaced),
+        "points": {p: {"n_scored": match.points[p][0], "n_matched": match.points[p][1]} for p in points},
+        "n_unmatched": len(unmatched),
+        "unmatched_rows": [f"{word} {r}" for r in unmatched[:_SHOW_ROWS]],
+        "lines": lines,
+    }
+
+
+def _at(config: Config, point: str) -> str:
+    """' at day 30' for a prediction point; nothing for the single default point."""
+    if point == "default":
+        return ""
+    settings = config.point(point)
+    day = settings.day if settings is not None else point_day(point)
+    return f" at day {day}" if day is not None else f" at point {point}"

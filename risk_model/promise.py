@@ -10,7 +10,8 @@ Three pieces of evidence, all known on the day an intake is scored:
   (`risk_model.estimate`), and how much of the model's weight lies in features that drifted.
 The range spans both the backtest centre and the intake's own estimate, widened by the
 noise above. When the drifted features carry much of the model's weight the promise is first
-widened, then withdrawn, and the words say why.
+widened, then withdrawn, and the words say why. With a single past cohort there is no evidence of
+how much performance moves between cohorts, so no range is promised (only the estimate is given).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def _cohort_aucs(by_cohort: dict[str, dict]) -> list[tuple[float, float]]:
 
 def between_cohort_sd(metrics: dict) -> float:
     """How much the model's AUC moves from one cohort to another beyond sampling noise: pooled over the
-    cohort-held-out folds and the forward backtest (each a set of cohorts the model never trained on)."""
+    cohort-held-out folds and the forward backtest (each a set of cohorts the model never trained on).
+    NaN without two such cohorts: nothing shows how much it moves."""
     deviations, noise = [], []
     for kind in ("cv", "backtest"):
         cohorts = _cohort_aucs(metrics.get(kind, {}).get("lightgbm", {}))
@@ -71,7 +73,7 @@ def between_cohort_sd(metrics: dict) -> float:
         deviations += list(aucs - aucs.mean())
         noise += [v for _, v in cohorts]
     if len(deviations) < 2:
-        return 0.0
+        return float("nan")
     observed = float(np.sum(np.square(deviations)) / max(1, len(deviations) - 1))
     return math.sqrt(max(0.0, observed - float(np.mean(noise))))
 
@@ -103,12 +105,19 @@ def make_promise(
     noise = auc_standard_error(reference, n * rate, n * (1 - rate))
     noise = 0.0 if math.isnan(noise) else noise
     between = between_cohort_sd(metrics)
-    half = Z95 * math.sqrt(between**2 + noise**2)
+    half = Z95 * math.sqrt((0.0 if math.isnan(between) else between) ** 2 + noise**2)
     share = drifted_weight(importance or {}, drifted or {})
     anchors = [v for v in (centre, est) if not math.isnan(v)]
     low, high = min(anchors) - half, max(anchors) + half
     where = "the forward backtest" if backtest else "this intake's own probabilities (no backtest: one past cohort)"
-    if share >= withdraw_at:
+    if math.isnan(between):
+        status = "withdrawn"
+        text = (
+            "No promise for this intake: the model was validated on a single past cohort, so nothing shows how much "
+            f"its performance moves from one cohort to the next. From its own probabilities it expects AUC about "
+            f"{est:.2f}; check the outcomes report before relying on the ranking."
+        )
+    elif share >= withdraw_at:
         status = "withdrawn"
         text = (
             f"No promise for this intake: features carrying {share:.0%} of the model's weight drifted, so past "

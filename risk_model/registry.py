@@ -31,7 +31,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from risk_model.calibration import Calibrator
+from risk_model.calibration import WORDS, Calibrator
 from risk_model.config import Config, DatasetContract
 from risk_model.evaluate import mean_over_cohorts
 from risk_model.labels import display_name
@@ -385,8 +385,11 @@ def model_card(md: dict) -> str:
     """A short Markdown model card: what, on what, how well, and its limits."""
     s = md["summary"]
     bt = md["metrics"]["backtest"].get("lightgbm", {})
+    chosen = s.get("calibration") or {"name": md["calibrator"]["method"], "why": "out-of-fold predictions"}
+    calibration = f"{WORDS.get(chosen['name'], chosen['name'])}; {chosen['why']}"
     rows = "\n".join(
-        f"| {c} | {v['n']} | {v['base_rate']:.2f} | {v['roc_auc']:.3f} | {v['pr_auc']:.3f} | {v['brier']:.3f} | {v['recall_top_k']:.2f} |"
+        f"| {c} | {v['n']} | {v['base_rate']:.2f} | {v['roc_auc']:.3f} | {v['pr_auc']:.3f} | {v['brier']:.3f} "
+        f"| {v['recall_top_k']:.2f} | {v.get('ece', float('nan')):.3f} |"
         for c, v in bt.items()
         if c != "all"
     )
@@ -397,17 +400,17 @@ def model_card(md: dict) -> str:
 an advisor's judgement; it does not decide anything about a student.
 
 **Trained on** cohorts {", ".join(md["training_cohorts"])} ({md["n_training_rows"]} students),
-prediction point `{md["point"]}`. LightGBM, {md["n_trees"]} trees, calibrated with {md["calibrator"]["method"]}
-on out-of-fold predictions. Hyperparameters chosen by {md["cv_folds"]}.
+prediction point `{md["point"]}`. LightGBM, {md["n_trees"]} trees. Probabilities: {calibration}.
+Hyperparameters chosen by {md["cv_folds"]}.
 
 **Features:** {", ".join(map(display_name, md["features"]))}.
 Sensitive columns kept for fairness checks only (unless listed as features): {", ".join(map(display_name, md["contract"]["sensitive_columns"])) or "none"}.
 
 **How well it generalizes.** {s["headline"]}
 
-| cohort (never trained on) | students | at-risk rate | ROC AUC | PR AUC | Brier | recall in top {md["top_k_percent"]:g}% |
-|---|---|---|---|---|---|---|
-{rows or "| (single cohort: no forward backtest) | | | | | | |"}
+| cohort (never trained on) | students | at-risk rate | ROC AUC | PR AUC | Brier | recall in top {md["top_k_percent"]:g}% | calibration error (ECE) |
+|---|---|---|---|---|---|---|---|
+{rows or "| (single cohort: no forward backtest) | | | | | | | |"}
 
 **Limits.** Performance holds only while new intakes resemble past ones: read the intake drift
 report each year, and the outcomes report once real outcomes arrive. Probabilities are

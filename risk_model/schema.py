@@ -119,7 +119,7 @@ def read_table(
         raise ContractError(str(exc)) from None
 
 
-def _place(source: str) -> tuple[str, int]:
+def row_place(source: str) -> tuple[str, int]:
     """How rows are named in messages for this source: file lines, sheet rows or frame positions."""
     name = source.lower()
     if name.endswith((".xlsx", ".xlsm")):
@@ -132,7 +132,7 @@ def _place(source: str) -> tuple[str, int]:
 def _rows(df: pd.DataFrame, mask: Iterable[bool], source: str) -> str:
     """A few offending rows, as CSV line numbers (header is line 1), sheet rows or frame positions."""
     pos = np.flatnonzero(np.asarray(mask, dtype=bool))
-    word, offset = _place(source)
+    word, offset = row_place(source)
     shown = [f"{word} {p + offset}" for p in pos[:_SHOW]]
     more = f" and {len(pos) - _SHOW} more" if len(pos) > _SHOW else ""
     return ", ".join(shown) + more
@@ -182,7 +182,7 @@ def validate(
             first = out.groupby([c.cohort_column, c.id_column], sort=False, dropna=True).cumcount()
             later = np.flatnonzero(dup.to_numpy() & (first.to_numpy() > 0))
             origin = out.reset_index().groupby([c.cohort_column, c.id_column], dropna=True)["index"].transform("min")
-            word, offset = _place(source)
+            word, offset = row_place(source)
             pairs = [f"{word} {p + offset} repeats {word} {origin.iloc[p] + offset}" for p in later[:_SHOW]]
             more = f" and {len(later) - _SHOW} more" if len(later) > _SHOW else ""
             problems.append(

@@ -679,6 +679,36 @@ def read_outcomes(engine: Engine, cohort: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in outcomes.columns])
 
 
+def count_outcomes(engine: Engine, cohort: str) -> int:
+    """How many outcomes of `cohort` are recorded."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(outcomes.c.cohort == cohort)).scalar() or 0)
+
+
+@dataclass(frozen=True)
+class OutcomeMatch:
+    """How a cohort's recorded outcomes meet its stored scores.
+
+    `points`: per prediction point scored, (students scored, of them with a recorded outcome).
+    `unmatched`: student ids of recorded outcomes that match no score at any point, for the caller to
+    name their rows by line (ids are never shown)."""
+
+    points: dict[str, tuple[int, int]]
+    unmatched: list[str]
+
+
+def match_outcomes(engine: Engine, cohort: str) -> OutcomeMatch:
+    """Match `cohort`'s recorded outcomes to its scores, per point, in two indexed queries."""
+    s, o = scores.c, outcomes.c
+    joined = scores.outerjoin(outcomes, (o.cohort == s.cohort) & (o.student_id == s.student_id))
+    per_point = select(s.point, func.count(), func.count(o.id)).select_from(joined).where(s.cohort == cohort)
+    scored = select(s.id).where(s.cohort == cohort, s.student_id == o.student_id).exists()
+    with engine.connect() as conn:
+        points = {p: (int(n), int(m)) for p, n, m in conn.execute(per_point.group_by(s.point)).all()}
+        unmatched = list(conn.execute(select(o.student_id).where(o.cohort == cohort, ~scored)).scalars())
+    return OutcomeMatch(points, unmatched)
+
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 

@@ -2,12 +2,12 @@
 
 `select_and_fit` is the whole modelling procedure on some cohorts: parameters and the
 number of trees chosen by cross-validated AUC whose folds are whole cohorts (`lgb.cv`
-with our folds), probabilities calibrated on the out-of-fold predictions (as
-scikit-learn's `CalibratedClassifierCV(ensemble=False)` does), then one model refit on
-all of them. `train` runs that procedure for the champion, and again inside a forward
-backtest (train on cohorts before Y, test on Y) so the backtest measures the procedure
-itself, tuning included. Baselines (base rate, logistic regression) go through the same
-folds and the same backtest.
+with our folds), then one model refit on all of them. `train` runs that procedure for the
+champion, and again inside a forward backtest (train on cohorts before Y, test on Y) so the
+backtest measures the procedure itself, tuning included. Calibration is chosen last, out of
+time (`risk_model.calibration.choose`): each backtest model is calibrated with what the
+backtest before it showed, and the champion with what the whole backtest showed. Baselines
+(base rate, logistic regression) go through the same folds and the same backtest.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import lightgbm as lgb
 import numpy as np
@@ -30,7 +30,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from risk_model import evaluate
-from risk_model.calibration import Calibrator
+from risk_model.calibration import Calibrator, Choice, Scores, Step, choose
 from risk_model.config import Config, DatasetContract, TrainingConfig
 from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill, to_lightgbm
 from risk_model.linear import LinearPart
@@ -52,12 +52,13 @@ class FittedModel:
     n_trees: int
     cv_folds: str
     search: list[dict]
-    oof: pd.DataFrame  # cohort, y, p (calibrated, out of fold)
+    oof: pd.DataFrame  # cohort, y, raw (log-odds) and p (calibrated), out of fold
     fill: dict[str, float] = field(default_factory=dict)  # features.missing_fill
     linear: LinearPart | None = None  # blended in when cohort-grouped CV says so
     blend: float = 1.0  # weight of LightGBM's log-odds; the linear part has 1 - blend
     family: str = "lightgbm"
     family_why: str = ""
+    calibration: dict = field(default_factory=dict)  # calibration.Choice.to_dict(): what was chosen and why
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds: LightGBM's, or its blend with the linear part."""
@@ -66,6 +67,14 @@ class FittedModel:
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.calibrator(self.raw(X))
+
+    def calibrated(self, choice: Choice) -> FittedModel:
+        """This model with the calibration `choice` (its out-of-fold probabilities recomputed with it)."""
+        oof = self.oof.assign(p=choice.calibrator(self.oof["raw"].to_numpy()))
+        return replace(self, calibrator=choice.calibrator, oof=oof, calibration=choice.to_dict())
+
+    def oof_scores(self) -> Scores:
+        return Scores(self.oof["raw"].to_numpy(), self.oof["y"].to_numpy())
 
 
 BLENDS = (1.0, 0.5)  # LightGBM alone, or an even average of its log-odds with the linear model's
@@ -151,7 +160,8 @@ def _folds(cohorts: np.ndarray, y: np.ndarray, seed: int) -> tuple[list, str]:
 def select_and_fit(
     X: pd.DataFrame, y: np.ndarray, cohorts: np.ndarray, levels: dict, t: TrainingConfig, c: DatasetContract
 ) -> FittedModel:
-    """Choose parameters and tree count by cohort-grouped CV, calibrate out of fold, refit on all."""
+    """Choose parameters and tree count by cohort-grouped CV, refit on all. Calibrated with what the out-of-fold
+    predictions alone allow (`calibration.choose` without a backtest); `train` recalibrates out of time."""
     folds, fold_kind = _folds(cohorts, y, t.seed)
     data = lgb.Dataset(to_lightgbm(X), y, free_raw_data=False, params={"feature_pre_filter": False})
     best = None
@@ -178,14 +188,14 @@ def select_and_fit(
         held_out = fill_unlearned(X.iloc[test_idx], missing_fill(X.iloc[train_idx], c))
         raw[test_idx] = booster.predict(to_lightgbm(held_out), raw_score=True, num_iteration=n_trees)
     weight, raw, why = _choose_family(X, y, folds, raw, c)
-    calibrator = Calibrator.fit(raw, y, t.calibration)
+    calibration = choose([], Scores(raw, y), t.calibration)
     final = lgb.train(params, data, num_boost_round=n_trees)
-    oof = pd.DataFrame({"cohort": cohorts, "y": y, "p": calibrator(raw)})
+    oof = pd.DataFrame({"cohort": cohorts, "y": y, "raw": raw, "p": calibration.calibrator(raw)})
     linear = LinearPart.fit(X, y, c.numeric_features, c.categorical, monotone=c.monotone) if weight < 1 else None
     family = "lightgbm" if weight >= 1 else f"lightgbm+logistic blend ({weight:.2f}/{1 - weight:.2f} of log-odds)"
     return FittedModel(
         final,
-        calibrator,
+        calibration.calibrator,
         levels,
         params,
         n_trees,
@@ -197,6 +207,7 @@ def select_and_fit(
         weight,
         family,
         why,
+        calibration.to_dict(),
     )
 
 
@@ -232,6 +243,45 @@ def _baseline_predict(name: str, X_tr, y_tr, X_te, contract: DatasetContract) ->
         return model.predict_proba(Xte)[:, 1]
 
 
+@dataclass
+class BacktestYear:
+    """One forward-backtest year: the model trained on the cohorts before it, its raw scores on the year
+    (calibration comes after, `calibration.choose`), and the baselines' predictions of the same students."""
+
+    model: FittedModel
+    step: Step
+    frame: pd.DataFrame  # id, cohort, y, base_rate, logistic
+
+
+def _backtest_year(
+    df: pd.DataFrame,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cohorts: np.ndarray,
+    tr: np.ndarray,
+    te: np.ndarray,
+    c: DatasetContract,
+    t: TrainingConfig,
+    progress: Progress,
+) -> BacktestYear:
+    """Run the whole procedure on the cohorts `tr` and predict the next cohort `te` with it."""
+    test_cohort = str(cohorts[te[0]])
+    progress(f"Backtest: training on cohorts before {test_cohort}, testing on {test_cohort}")
+    tr_levels = category_levels(df.iloc[tr], c)
+    fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t, c)
+    raw = fitted.raw(build_features(df.iloc[te], c, tr_levels))
+    frame = pd.DataFrame(
+        {
+            "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
+            "cohort": cohorts[te],
+            "y": y[te],
+            "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
+            "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
+        }
+    )
+    return BacktestYear(fitted, Step(test_cohort, fitted.oof_scores(), Scores(raw, y[te])), frame)
+
+
 def fingerprint(df: pd.DataFrame) -> str:
     """Order-independent SHA-256 of the training rows, to tell later which data made a model."""
     row_hashes = np.sort(pd.util.hash_pandas_object(df, index=False).to_numpy())
@@ -258,8 +308,6 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
     model = select_and_fit(X, y, cohorts, levels, t, c)
     # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
     metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}, "promised_by_cohort": {}}
-    metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
-    metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
     folds, _ = _folds(cohorts, y, t.seed)
     for name in ("base_rate", "logistic"):
         oof = np.empty(len(y))
@@ -269,28 +317,23 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
 
     backtest_predictions = None
     families: dict[str, str] = {}  # the family each backtest model chose, by the cohort it then predicted
+    calibrations: dict[str, dict] = {}  # the calibration each backtest model chose, by the cohort it predicted
+    steps: list[Step] = []
     if len(order) >= 2:
+        years = [
+            _backtest_year(df, X, y, cohorts, tr, te, c, t, progress)
+            for tr, te in ForwardCohortSplit(order=c.cohort_key).split(X, y, cohorts)
+        ]
+        steps = [year.step for year in years]
         parts = []
-        splitter = ForwardCohortSplit(order=c.cohort_key)
-        for tr, te in splitter.split(X, y, cohorts):
-            test_cohort = cohorts[te[0]]
-            progress(f"Backtest: training on cohorts before {test_cohort}, testing on {test_cohort}")
-            tr_levels = category_levels(df.iloc[tr], c)
-            fitted = select_and_fit(build_features(df.iloc[tr], c, tr_levels), y[tr], cohorts[tr], tr_levels, t, c)
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "id": df[c.id_column].iloc[te].astype(str).to_numpy(),
-                        "cohort": cohorts[te],
-                        "y": y[te],
-                        "lightgbm": fitted.predict(build_features(df.iloc[te], c, tr_levels)),  # the product
-                        "base_rate": _baseline_predict("base_rate", X.iloc[tr], y[tr], X.iloc[te], c),
-                        "logistic": _baseline_predict("logistic", X.iloc[tr], y[tr], X.iloc[te], c),
-                    }
-                )
-            )
+        for i, year in enumerate(years):
+            # calibrated with what the backtest had shown before this cohort: out of time, as the champion is
+            fitted = year.model.calibrated(choose(steps[:i], year.model.oof_scores(), t.calibration))
+            test_cohort = year.step.cohort
+            parts.append(year.frame.assign(lightgbm=fitted.calibrator(year.step.test.raw)))
             metrics["promised"][test_cohort] = evaluate.metrics(fitted.oof.y, fitted.oof.p, k)
             families[test_cohort] = fitted.family
+            calibrations[test_cohort] = fitted.calibration
             # the same by cohort: what a promise about test_cohort, made by that model, rests on
             metrics["promised_by_cohort"][test_cohort] = evaluate.metrics_by_cohort(
                 fitted.oof.cohort.to_numpy(), fitted.oof.y.to_numpy(), fitted.oof.p.to_numpy(), k
@@ -299,10 +342,16 @@ def train(df: pd.DataFrame, config: Config, *, progress: Progress = log.info) ->
         g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
         for name in ("lightgbm", "base_rate", "logistic"):
             metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, backtest_predictions[name].to_numpy(), k)
+    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration))
+    progress(f"Calibration: {model.calibration['name']} ({model.calibration['why']})")
+    metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
+    metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
 
     summary = summarize(metrics, t)
     summary["family"], summary["family_why"] = model.family, model.family_why
     summary["family_by_cohort"] = families
+    summary["calibration"] = model.calibration
+    summary["calibration_by_cohort"] = calibrations
     summary["headline"] += f" Model family: {model.family} ({model.family_why})."
     progress(summary["headline"])
     return TrainResult(

@@ -127,10 +127,11 @@ def test_the_job_template_fixes_command_env_and_working_dir():
 
 
 @pytest.mark.slow  # a temporary Prefect server: 15-70 s on a busy machine
-def test_the_server_refuses_a_run_that_sets_command_env_or_working_dir(tmp_path):
+def test_the_server_refuses_a_run_that_sets_command_env_or_working_dir(tmp_path, monkeypatch):
     """Prefect's own server validates job variables against the locked template (HTTP 422)."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
@@ -153,6 +154,25 @@ def test_the_server_refuses_a_run_that_sets_command_env_or_working_dir(tmp_path)
         deploy.ensure_work_pool("locked")  # a worker start locks it again
         with get_client(sync_client=True) as client:
             assert client.read_work_pool("locked").base_job_template == deploy.job_template()
+            # a worker and `deploy` starting together: the other made the pool between our read and create
+            client.create_work_pool(WorkPoolCreate(name="raced", type="process", base_job_template=_open_template()))
+            cls, read = type(client), type(client).read_work_pool
+        calls = []
+
+        def not_yet(self, name):
+            calls.append(name)
+            if len(calls) == 1:
+                raise ObjectNotFound(http_exc=Exception("not found"))
+            return read(self, name)
+
+        monkeypatch.setattr(cls, "read_work_pool", not_yet)
+        deploy.ensure_work_pool("raced")
+        monkeypatch.undo()
+        with get_client(sync_client=True) as client:
+            assert (
+                calls == ["raced", "raced"]
+                and client.read_work_pool("raced").base_job_template == deploy.job_template()
+            )
     assert not (tmp_path / "marker").exists()
 
 

@@ -254,3 +254,16 @@ def test_missing_value_never_seen_in_training_scores_as_typical_not_as_zero(trai
         if f["feature"] == "prior_gpa"
     ]
     assert shown and all(v is None for v in shown)  # factors show what was given, not the fill
+
+
+def test_train_calibrates_each_backtest_cohort_with_earlier_evidence_only(demo_training):
+    _, r = demo_training
+    by = r.summary["calibration_by_cohort"]
+    first, *later = list(by)
+    assert by[first]["judged_on"] == [] and by[first]["name"] == "none"  # nothing before it to judge on
+    for i, cohort in enumerate(later):
+        assert by[cohort]["judged_on"] == list(by)[: i + 1][-len(by[cohort]["judged_on"]) :]
+        assert cohort not in by[cohort]["judged_on"]
+    assert r.summary["calibration"]["judged_on"] == list(by)[-len(r.summary["calibration"]["judged_on"]) :]
+    # the stored out-of-fold probabilities are the chosen calibrator applied to the out-of-fold log-odds
+    assert r.model.oof.p.to_numpy() == pytest.approx(r.model.calibrator(r.model.oof.raw.to_numpy()))

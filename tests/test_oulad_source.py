@@ -434,6 +434,17 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
         assert scored.exit_code == 0, scored.output
         reported = runner.invoke(app, ["report", str(REAL), *common, "--cohort", "2014B"])
         assert reported.exit_code == 0, reported.output
+        # the results of every registrant, from the same raw folder; each matched per day or named by line
+        # (on no list: 809 left before day 0, 4 registered after day 30)
+        recorded = runner.invoke(app, ["outcomes", str(REAL), *common, "--cohort", "2014B"])
+        assert recorded.exit_code == 0, recorded.output
+    assert recorded.output.startswith(
+        "\n2014B: 7804 outcomes recorded (4446 at risk: Fail, Withdrawn)\n"
+        "  matched to scored students: 6955 at day 0, 6506 at day 30 (every scored student)\n"
+        "  813 not matched to any scored student (left before the first prediction point or registered after the "
+        "last one, or an id no scored intake had): studentInfo.csv lines 4402, 4403, 4410, 4412, 4417 and 808 more; "
+        "recorded, but not used in performance figures\n"
+    ), recorded.output
 
     assert "CCC" in scored.output  # the module never seen in training is scored as unknown and counted
     settings = Settings(home=home)

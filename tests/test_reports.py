@@ -42,6 +42,8 @@ def test_weighted_metrics_with_unit_weights_equal_scikit_learn(n, ties):
     assert got["pr_auc"][0] == pytest.approx(average_precision_score(y, p))
     assert got["brier"][0] == pytest.approx(brier_score_loss(y, p))
     assert got["recall_top_k"][0] == pytest.approx(evaluate.recall_at_top_k(y, p, 10))
+    if not ties:  # (tied risks may fall on either side of the group edge)
+        assert got["ece"][0] == pytest.approx(evaluate.expected_calibration_error(y, p, n_bins=2))
 
 
 def test_paired_auc_difference_is_sklearns_and_pairing_narrows_it():
@@ -67,7 +69,7 @@ def test_bootstrap_intervals_cover_the_value_and_shrink_with_more_students():
         p = rng.random(n)
         y = (rng.random(n) < p).astype(int)
         r = bootstrap_metrics(y, p, k_percent=10, n_boot=200, n_bins=5)
-        for m in ("roc_auc", "pr_auc", "brier", "recall_top_k"):
+        for m in ("roc_auc", "pr_auc", "brier", "recall_top_k", "ece"):
             v = r["metrics"][m]
             assert v["low"] <= v["value"] <= v["high"], (m, v)
         assert r["metrics"]["roc_auc"]["value"] == pytest.approx(roc_auc_score(y, p))
@@ -486,7 +488,8 @@ def test_flows_end_in_a_visible_warning_state_and_strict_exits_3(built_reports, 
     assert state.name == "Warning" and state.is_completed()
     assert "Performance dropped" in state.message
     out = state.result()
-    assert {r["report"] for r in out} == {"outcomes", "generalization", "fairness"}
+    assert {r["report"] for r in out["reports"]} == {"outcomes", "generalization", "fairness"}
+    assert out["recorded"]["by_cohort"]["2023"]["lines"][-1] == "  every outcome matched a scored student"
     assert (home / "reports" / "index.html").exists()
     state = report_flow(str(demo_config_path), str(intake), str(home), "2023", return_state=True)
     assert state.name == "Warning"

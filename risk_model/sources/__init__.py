@@ -26,10 +26,23 @@ def load_table(
     stage: Literal["train", "score", "outcomes"] = "train",
     cohorts: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Read the student table for `point` (with its activity features); keep only `cohorts` when given."""
+    """Read the student table for `point` (with its activity features); keep only `cohorts` when given.
+
+    For `stage="outcomes"` the rows keep their file positions as the index (a `cohorts` filter keeps
+    them), so a row can be named by its line; an OULAD folder gives the outcome of every registrant,
+    and a file given with OULAD settings is read as a plain table of outcomes."""
     settings = config.point(point)
     day = settings.day if settings is not None else point_day(point)
-    if config.source.kind == "oulad":
+    raw = config.source.kind == "oulad"
+    if raw and stage == "outcomes" and Path(path).is_file():
+        from risk_model.sources.oulad import is_raw_file
+
+        raw = is_raw_file(Path(path))  # a table of outcomes (id, cohort, outcome columns) is read as one
+    if raw and stage == "outcomes":
+        from risk_model.sources.oulad import outcome_table
+
+        df = outcome_table(Path(path), presentations=cohorts)  # every registrant, whatever the point
+    elif raw:
         from risk_model.sources.oulad import build_table
 
         if day is None:
@@ -37,7 +50,8 @@ def load_table(
         df = build_table(Path(path), day, with_outcome=stage != "score", presentations=cohorts)
     else:
         d = config.dataset
-        df = read_table(path, delimiter=d.delimiter, encoding=d.encoding, sheet=d.sheet)
+        # positions in the file as the index (a Parquet file may bring an index of its own)
+        df = read_table(path, delimiter=d.delimiter, encoding=d.encoding, sheet=d.sheet).reset_index(drop=True)
         if cohorts is not None and config.dataset.cohort_column in df.columns:
             # as validation will read them: 2025.0 is cohort 2025
             values = df[config.dataset.cohort_column].astype(str).str.strip()

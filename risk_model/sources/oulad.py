@@ -21,6 +21,11 @@ assessment plan; `weighted_score` uses only assessments due by day N. Where all 
 carry zero weight (module GGG's marked assignments) each counts equally, so the feature
 means the same in every module; it is NaN only while nothing is due.
 `final_result` is the outcome, returned only with `with_outcome=True`.
+
+`outcome_table(data_dir)` gives the outcomes as users record them: the `final_result` of every
+registrant of a presentation, whatever their registration dates, since a student who registered
+on day 20 is scored from day 30 on and their outcome judges those scores. Each row keeps its
+position in `studentInfo.csv` so a row that matches no scored student is named by its line.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ ASSESSMENT_FEATURES = [
 ]
 OUTCOME = "final_result"
 _FILES = ["studentInfo", "studentRegistration", "assessments", "studentAssessment", "courses"]
+RAW_FILES = [f"{name}.csv" for name in [*_FILES, "studentVle", "vle"]]
+OUTCOME_FILE = "studentInfo.csv"
 
 
 def build_table(
@@ -104,16 +111,61 @@ def build_table(
     return out
 
 
+def outcome_table(data_dir: Path, *, presentations: list[str] | None = None) -> pd.DataFrame:
+    """The outcome of every registrant: `enrolment_id`, `cohort`, `final_result`, one row per enrolment.
+
+    Only `studentInfo.csv` is read. The index is each row's position among the file's data rows
+    (line = position + 2), kept through the `presentations` filter."""
+    data_dir = Path(data_dir)
+    _check_folder(data_dir, [OUTCOME_FILE])
+    info = pd.read_csv(
+        data_dir / OUTCOME_FILE,
+        usecols=[*KEY, OUTCOME],
+        dtype={"code_module": str, "code_presentation": str, "id_student": "int64", OUTCOME: str},
+    )
+    if presentations is not None:
+        info = info[info["code_presentation"].isin(presentations)]
+    return pd.DataFrame(
+        {
+            "enrolment_id": info["code_module"] + "-" + info["id_student"].astype(str),
+            "cohort": info["code_presentation"],
+            OUTCOME: info[OUTCOME],
+        },
+        index=info.index,
+    )
+
+
+def is_raw_file(path: Path) -> bool:
+    """Whether `path` is one of OULAD's raw files (given where its folder was meant)."""
+    return Path(path).is_file() and Path(path).name.removesuffix(".gz") in RAW_FILES
+
+
+def _check_folder(data_dir: Path, needed: list[str]) -> None:
+    """FileNotFoundError naming the fix when `data_dir` is not a folder holding the `needed` raw files."""
+    listed = ", ".join(f"{name}.csv" for name in _FILES)
+    if is_raw_file(data_dir):
+        raise FileNotFoundError(
+            f'{data_dir} is one of OULAD\'s raw files; the settings ([source] kind = "oulad") read the folder '
+            f"that holds them all: pass {data_dir.parent} instead."
+        )
+    if data_dir.is_file():
+        raise FileNotFoundError(
+            f'{data_dir} is a file, but the settings ([source] kind = "oulad") read OULAD\'s raw files: pass the '
+            f"folder that holds them ({listed})."
+        )
+    missing = [name for name in needed if not (data_dir / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{data_dir}: missing OULAD file(s) {missing}. Pass the folder that holds the raw OULAD CSVs ({listed})."
+        )
+
+
 _CACHE: dict[tuple, dict[str, pd.DataFrame]] = {}
 
 
 def _read(data_dir: Path) -> dict[str, pd.DataFrame]:
     """The raw files, read once per process and file version: every prediction day reuses them."""
-    missing = [f"{name}.csv" for name in _FILES if not (data_dir / f"{name}.csv").exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"{data_dir}: missing OULAD file(s) {missing}. Point data_dir at the folder holding the raw OULAD CSVs."
-        )
+    _check_folder(data_dir, [f"{name}.csv" for name in _FILES])
     key = tuple((str((data_dir / f"{n}.csv").resolve()), (data_dir / f"{n}.csv").stat().st_mtime_ns) for n in _FILES)
     if key not in _CACHE:
         _CACHE.clear()
