@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
@@ -67,6 +68,21 @@ class AuditWriter:
             finally:
                 self._write_lock.release()
         self.enqueue(table, rows)
+
+    def write_if_free(self, write: Callable[[Connection], object]) -> bool:
+        """Run `write(conn)` and commit now if the store is free, else skip it (False): for writes that may be
+        lost, such as factors kept after a lookup computed them (the next lookup computes them again)."""
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            with self._writer.connect() as conn:
+                write(conn)
+                conn.commit()
+            return True
+        except OperationalError:  # locked by another writer: do not wait for it
+            return False
+        finally:
+            self._write_lock.release()
 
     def enqueue(self, table: Table, rows: list[dict]) -> None:
         """Queue rows for the background writer."""

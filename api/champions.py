@@ -50,6 +50,7 @@ class Champions:
         self._metadata: dict[tuple[str, str], dict] = {}
         self._derived: dict[tuple[str, str], Any] = {}
         self._failed: dict[str, tuple[tuple, str | None, str]] = {}  # point -> (pointer, version, reason)
+        self._versions: dict[tuple[str, str], Bundle | None] = {}  # older versions that scored stored students
 
     def points(self) -> list[str]:
         """Points with a champion, latest first."""
@@ -122,6 +123,28 @@ class Champions:
         failed = self._failed.get(point)
         return (failed[1], failed[2]) if failed else None
 
+    def version(self, point: str, version: str) -> Bundle | None:
+        """The model `version` of `point`: the champion when it is that one, else loaded from the registry
+        once and kept (the last `KEEP_VERSIONS`); None when it cannot be loaded (deleted, damaged). What
+        explains a stored student on first read (`api.lookups.explained`)."""
+        entry = self._bundles.get(point)
+        if entry is not None and entry[1].version == version:
+            return entry[1]
+        key = (point, version)
+        with self._lock:
+            if key not in self._versions:
+                bundle: Bundle | None = None
+                try:
+                    loaded = self.registry.load(version, point=point)
+                    check_features(loaded)
+                    bundle = loaded
+                except LOAD_ERRORS as exc:
+                    log.error("Point %s: model %s could not be loaded (%s)", point, version, type(exc).__name__)
+                while len(self._versions) >= KEEP_VERSIONS:
+                    self._versions.pop(next(iter(self._versions)))
+                self._versions[key] = bundle
+            return self._versions[key]
+
     def metadata(self, point: str, version: str) -> dict:
         """A version's metadata.json (cached: versions never change); {} if it is gone."""
         key = (point, version)
@@ -141,6 +164,7 @@ class Champions:
         return self._derived[key]
 
 
+KEEP_VERSIONS = 4
 LOAD_ERRORS = (RegistryError, OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError)
 
 

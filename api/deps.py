@@ -27,6 +27,7 @@ from api.audit import AuditWriter
 from api.champions import Champions, natural_key
 from api.settings import ApiSettings
 from risk_model import store
+from risk_model.config import ScoringConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +44,21 @@ class ApiState:
     audit: AuditWriter
     lookup_pool: Any = None  # psycopg AsyncConnectionPool on PostgreSQL
     key_cache: dict[str, tuple[keys.ApiKey | None, float]] = field(default_factory=dict)
-    floors: dict[str, tuple[float, str | None, dict[str, float]]] = field(default_factory=dict)
+    floors: dict[str, tuple[float, str | None, dict[str, float], list[str]]] = field(default_factory=dict)
 
-    def tier_floors(self, point: str) -> tuple[str | None, dict[str, float]]:
-        """Tier boundaries of the newest scored cohort of `point`, refreshed like the champion."""
+    def tier_floors(self, point: str) -> tuple[str | None, dict[str, float], list[str]]:
+        """Tier boundaries of the newest scored cohort of `point` and the tiers its run explained at scoring
+        (`[scoring] factor_tiers`; the default for runs that did not say), refreshed like the champion."""
         cached = self.floors.get(point)
         if cached and time.monotonic() - cached[0] < max(self.settings.api_champion_ttl_seconds, 0.5):
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         runs = store.latest_runs(self.engine, point)
         cohort = max((r["cohort"] for r in runs), key=natural_key, default=None)
         floors = store.tier_floors(self.engine, cohort, point) if cohort else {}
-        self.floors[point] = (time.monotonic(), cohort, floors)
-        return cohort, floors
+        summary = (store.run_summary(self.engine, cohort, point) or {}) if cohort else {}
+        explained = (summary.get("factors") or {}).get("tiers") or list(ScoringConfig().factor_tiers)
+        self.floors[point] = (time.monotonic(), cohort, floors, explained)
+        return cohort, floors, explained
 
 
 def get_state(request: Request) -> ApiState:

@@ -5,10 +5,16 @@ PostgreSQL a student lookup and its audit row are one statement, run here throug
 async pool (no worker thread, one round trip) as SQL compiled from that same statement. On
 SQLite the lookup only reads and its audit row goes to `AuditWriter` (`api.audit`), so a long
 write transaction never makes a lookup wait.
+
+A score stored without factors (a tier outside `[scoring] factor_tiers`) carries the model's
+inputs instead; `explained` computes its factors with the model version that scored it and keeps
+them in the store in place of the inputs, so the next lookup is a plain read. Keeping them never
+waits: a row a re-score holds is skipped (PostgreSQL), a busy SQLite store is not written.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -16,7 +22,10 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 
 from api.audit import AuditWriter
+from api.champions import Champions
 from risk_model import store
+
+log = logging.getLogger(__name__)
 
 _SHAPES = [(c, p) for c in (False, True) for p in (False, True)]
 
@@ -27,7 +36,18 @@ def _compiled(cohort: bool, point: bool) -> tuple[str, dict]:
 
 
 _PG_LOOKUP = {shape: _compiled(*shape) for shape in _SHAPES}
-_LOOKUP_COLUMNS = ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")
+_LOOKUP_COLUMNS = (
+    "cohort",
+    "point",
+    "probability",
+    "tier",
+    "rank",
+    "factors",
+    "model_version",
+    "scored_at",
+    "id",
+    "inputs",
+)
 
 
 async def open_lookup_pool(engine: Engine, *, size: int = 8, durable_audit: bool = True) -> Any:
@@ -109,3 +129,41 @@ def audit_now(engine: Engine, audit: AuditWriter, rows: list[dict]) -> None:
         store.write_audit(engine, store.audit_log, rows)
     else:
         audit.record(store.audit_log, rows)
+
+
+def pending(rows: list[dict]) -> bool:
+    """Whether any of these stored scores still lacks its factors (it carries the model's inputs)."""
+    return any(r.get("inputs") is not None for r in rows)
+
+
+async def explained(engine: Engine, champions: Champions, audit: AuditWriter, rows: list[dict]) -> list[dict]:
+    """`rows` (stored scores) with the factors of those stored without them computed now and kept in the store."""
+    if not pending(rows):
+        return rows
+    return await run_in_threadpool(explain_and_keep, engine, champions, audit, rows)
+
+
+def explain_and_keep(engine: Engine, champions: Champions, audit: AuditWriter, rows: list[dict]) -> list[dict]:
+    """`explained`, in a worker thread: TreeSHAP of a few rows and one UPDATE."""
+    from risk_model.score import explain_inputs
+
+    out, found = [], []
+    for r in rows:
+        if r.get("inputs") is None:
+            out.append(r)
+            continue
+        bundle = champions.version(r["point"], r["model_version"])
+        factors = explain_inputs(bundle, [r["inputs"]])[0] if bundle is not None else []
+        out.append({**r, "factors": factors, "inputs": None})
+        if bundle is not None:
+            found.append({"id": r["id"], "factors": factors})
+    if found:
+        try:
+            if engine.dialect.name == "postgresql":
+                with engine.begin() as conn:
+                    store.save_factors(conn, found)
+            else:
+                audit.write_if_free(lambda conn: store.save_factors(conn, found))
+        except Exception as exc:  # keeping them is an optimisation: the answer stands without it
+            log.warning("Factors computed on lookup were not kept (%s)", type(exc).__name__)
+    return out

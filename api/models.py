@@ -75,6 +75,10 @@ class ScoredRecord(BaseModel):
         description="Tier the latest scored cohort of this point would give; null if none is stored."
     )
     factors: list[Factor]
+    explained: bool = Field(
+        description="Whether this record's factors were computed: with ?factors=tiers (the default) only records "
+        "in the tiers the stored cohort explained at scoring are; send ?factors=all for every record."
+    )
 
 
 class ScoreResponse(BaseModel):

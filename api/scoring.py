@@ -1,7 +1,7 @@
 """POST /v1/score: records checked against the champion's contract, scored, nothing stored."""
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -9,7 +9,7 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
-from api.answers import factors
+from api.answers import factors as stored_factors
 from api.champions import contract_of, record_validator
 from api.cursors import bad_input
 from api.deps import ApiState
@@ -61,36 +61,55 @@ def checked_records(
         raise bad_input(("body", "records"), str(exc), "contract") from None
 
 
-def score_records(api: ApiState, records: list[dict[str, Any]], point: str | None, with_factors: bool) -> ScoreResponse:
+FactorChoice = Literal["tiers", "all", "none", "true", "false"]
+
+
+def tier_of(p: float, floors: dict[str, float]) -> str | None:
+    """The tier a probability gets by a stored cohort's boundaries (None when no cohort is stored)."""
+    return next((t for t in ("high", "medium") if t in floors and p >= floors[t]), "low" if floors else None)
+
+
+def score_records(
+    api: ApiState, records: list[dict[str, Any]], point: str | None, factors: FactorChoice = "tiers"
+) -> ScoreResponse:
     """Score records with the point's champion; tiers by the newest stored cohort's boundaries.
 
     Records go the per-record way (`check_records`, `score_rows`: a NumPy array in the booster's feature
-    order), not the frame path built for files; both give the same probabilities and factors."""
+    order), not the frame path built for files; both give the same probabilities and factors. `factors`:
+    "tiers" explains the records whose tier is one the stored cohort explained at scoring (every record
+    when no cohort is stored); "all" (or "true") every record; "none" (or "false") none."""
     from risk_model.score import record_codes, score_rows, unseen_lines
 
     point, bundle = champion_for(api, point)
     contract = api.champions.derived(bundle, "contract", contract_of)
     rows = checked_records(api.champions.derived(bundle, "records", record_validator), contract, records)
+    basis, floors, explained = api.tier_floors(point)
+
+    def acted_on(p: np.ndarray) -> np.ndarray:
+        return np.array([tier_of(x, floors) in explained for x in np.round(p, 6).tolist()], dtype=bool)
+
+    which = acted_on if factors == "tiers" and floors else None
     try:
         codes = api.champions.derived(bundle, "codes", record_codes)
-        p, factor_lists, unseen = score_rows(bundle, rows, ScoringConfig(), factors=with_factors, codes=codes)
+        p, factor_lists, unseen = score_rows(
+            bundle, rows, ScoringConfig(), factors=factors not in ("none", "false"), codes=codes, explain_if=which
+        )
     except MISMATCH_ERRORS as exc:  # the model and its metadata.json disagree: not the caller's fault
         log.error("Point %s: model %s cannot score (%s)", point, bundle.version, type(exc).__name__)
         raise HTTPException(
             503, f"The champion model {bundle.version} does not match its metadata; scoring is unavailable."
         ) from None
-    basis, floors = api.tier_floors(point)
     out = []
-    id_column = contract.id_column
+    id_column, labels = contract.id_column, contract.feature_labels
     for i, (row, prob, found) in enumerate(zip(rows, np.round(p, 6).tolist(), factor_lists, strict=True)):
-        tier = next((t for t in ("high", "medium") if t in floors and prob >= floors[t]), "low" if floors else None)
         out.append(
             ScoredRecord(
                 index=i,
                 student_id=row[id_column],
                 probability=prob,
-                tier=tier,
-                factors=factors(found, contract.feature_labels),
+                tier=tier_of(prob, floors),
+                factors=stored_factors(found, labels),
+                explained=bool(found),
             )
         )
     return ScoreResponse(

@@ -62,8 +62,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_students(url: str, n: int, version: str, features: list[str]) -> float:
-    """n scored students of cohort 2025 (ties in probability on purpose), bulk-loaded server side."""
+def load_students(
+    url: str, n: int, version: str, features: list[str], *, prefix: str = "S", inputs: dict | None = None
+) -> float:
+    """n scored students of cohort 2025 (ties in probability on purpose), bulk-loaded server side; ids are
+    `prefix` and 7 digits. With `inputs` (`score.pending_inputs` of one student) they are stored without
+    factors, as students outside the tiers explained at scoring: a lookup explains them first."""
     from sqlalchemy import create_engine, text
 
     factors = json.dumps(
@@ -87,20 +91,28 @@ def load_students(url: str, n: int, version: str, features: list[str]) -> float:
         conn.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
         conn.execute(
             text("""
-            INSERT INTO scores (cohort, point, student_id, probability, tier, rank, factors, model_version, scored_at)
-            SELECT '2025', 'default', 'S' || lpad(g::text, 7, '0'), p,
+            INSERT INTO scores
+                (cohort, point, student_id, probability, tier, rank, factors, model_version, scored_at, inputs)
+            SELECT '2025', 'default', :prefix || lpad(g::text, 7, '0'), p,
                    CASE WHEN r <= :n * 0.10 THEN 'high' WHEN r <= :n * 0.25 THEN 'medium' ELSE 'low' END,
-                   r, CAST(:factors AS json), :version, now()
+                   r, CAST(:factors AS json), :version, now(), CAST(:inputs AS json)
             FROM (SELECT g, p, row_number() OVER (ORDER BY p DESC, g) AS r
                   FROM (SELECT g, round(((g::bigint * 7919) % 1000003) / 1000003.0, 4)::float8 AS p
                         FROM generate_series(1, :n) g) x) y"""),
-            {"n": n, "factors": factors, "version": version},
+            {
+                "n": n,
+                "factors": "[]" if inputs else factors,
+                "version": version,
+                "prefix": prefix,
+                "inputs": json.dumps(inputs) if inputs else None,
+            },
         )
-        conn.execute(
-            text("""INSERT INTO score_runs (cohort, point, model_version, n_students, summary, scored_at)
+        if prefix == "S":  # the run, once (other prefixes are more students of it)
+            conn.execute(
+                text("""INSERT INTO score_runs (cohort, point, model_version, n_students, summary, scored_at)
                              VALUES ('2025', 'default', :version, :n, CAST('{}' AS json), now())"""),
-            {"n": n, "version": version},
-        )
+                {"n": n, "version": version},
+            )
         for _, definition in indexes:
             conn.execute(text(definition))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -146,6 +158,9 @@ def scratch(cleanup: ExitStack, prefix: str) -> tuple[Path, str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
+    from risk_model import store
+
+    store.upgrade(url)  # the deploy step (`student-risk db upgrade`): the API and `connect` only check
     return work, url
 
 
@@ -201,6 +216,7 @@ def wrk_script(
     path: str = "/",
     body: str | None = None,
     random_student: int = 0,
+    prefix: str = "S",
 ) -> Path:
     lines = []
     if key:
@@ -216,7 +232,7 @@ def wrk_script(
         lines += [
             "math.randomseed(os.time())",
             "request = function()",
-            f'  return wrk.format(nil, string.format("/v1/students/S%07d/risk", math.random(1, {random_student})))',
+            f'  return wrk.format(nil, string.format("/v1/students/{prefix}%07d/risk", math.random(1, {random_student})))',
             "end",
         ]
     else:

@@ -6,11 +6,13 @@ and listed. Prints the load average at start and end: other work on the machine 
 
 What is timed, per size and worker count (local Dask cluster, 1 thread per worker):
   ship    the partitions and the model sent to the workers (scatter)
-  score   probabilities on the workers (LightGBM predict + calibration), no factors
+  score   probabilities on the workers (LightGBM predict + calibration)
   rank    ranks and capacity tiers over the whole cohort, in the coordinator
-Factors (LightGBM pred_contrib, exact TreeSHAP, ~200x a predict) are timed on a fixed sample
-per worker count and extrapolated linearly in rows: TreeSHAP costs the same for every row of a
-given model, so factor time = rows x (sample seconds / sample rows). Stated again in the output.
+Factors (LightGBM pred_contrib, exact TreeSHAP, ~200x a predict) are computed in the coordinator
+once tiers are known, on all its cores, for the tiers advisors act on only (`[scoring]
+factor_tiers`; the others when first looked up). They are timed on a fixed sample and extrapolated
+linearly in rows: TreeSHAP costs the same for every row of a given model, so factor time = explained
+rows x (sample seconds / sample rows). Stated again in the output.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from risk_model.config import Settings, load_config  # noqa: E402
 from risk_model.demo import make_demo  # noqa: E402
 from risk_model.registry import Registry  # noqa: E402
 from risk_model.schema import validate  # noqa: E402
+from risk_model.score import explain, score  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,24 +63,16 @@ def intake(n: int, base: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([base] * reps, ignore_index=True).iloc[:n]
 
 
-def run_on(client, bundle, bundle_f, df, config, *, partitions: int, factors: bool) -> dict:
+def run_on(client, bundle, bundle_f, df, config, *, partitions: int) -> dict:
     c, s = config.dataset, config.scoring
     t0 = time.perf_counter()
     parts = partition.split(df, partitions)
     part_fs = client.scatter(parts, hash=False)
     t1 = time.perf_counter()
-    futures = client.map(
-        partition.score_part,
-        [bundle_f] * len(parts),
-        part_fs,
-        [c] * len(parts),
-        [s] * len(parts),
-        [factors] * len(parts),
-        pure=False,
-    )
+    futures = client.map(partition.score_part, [bundle_f] * len(parts), part_fs, pure=False)
     results = client.gather(futures)
     t2 = time.perf_counter()
-    result = partition.combine(bundle, df, c, s, results)
+    result = partition.combine(bundle, df, c, s, results, factors=False)  # factors: timed apart, below
     t3 = time.perf_counter()
     client.cancel(part_fs)
     assert len(result.scores) == len(df)
@@ -108,7 +103,21 @@ def main() -> None:
         )
         base = make_demo(n_per_cohort=min(max(args.sizes), 1_000_000), n_past=1, seed=4).intake
         base = validate(base, config.dataset, stage="score", source="bench")
-        rows, factor_rate, skipped = [], {}, []
+        rows, skipped = [], []
+        sample = intake(args.factor_sample, base)
+        tries = []
+        for _ in range(2):
+            t = time.perf_counter()
+            explain(bundle, sample, config.scoring.n_factors, progress=lambda _: None)
+            tries.append(time.perf_counter() - t)
+        rate = args.factor_sample / min(tries)
+        share = score(bundle, sample, config.dataset, config.scoring, factors=False).summary["tiers"]
+        share = sum(share[t] for t in config.scoring.factor_tiers) / args.factor_sample
+        print(
+            f"factors in the coordinator (all its cores) on a {args.factor_sample:,}-student sample, best of 2: "
+            f"{min(tries):.1f} s = {rate:,.0f} students/s; explained at scoring: tiers "
+            f"{list(config.scoring.factor_tiers)} = {share:.0%} of students (load {load()})"
+        )
         for w in args.workers:
             with (
                 distributed.LocalCluster(
@@ -118,24 +127,14 @@ def main() -> None:
             ):
                 threads = set(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values())
                 bundle_f = client.scatter(bundle, broadcast=True, hash=False)
-                sample = intake(args.factor_sample, base)
-                tries = [
-                    run_on(client, bundle, bundle_f, sample, config, partitions=2 * w, factors=True)["score"]
-                    for _ in range(2)
-                ]
-                factor_rate[w] = args.factor_sample / min(tries)
-                print(
-                    f"\n{w} worker(s) (OMP_NUM_THREADS={','.join(map(str, threads))} each; load {load()}): factors on "
-                    f"a {args.factor_sample:,}-student sample, best of 2: {min(tries):.1f} s "
-                    f"(other: {max(tries):.1f} s) = {factor_rate[w]:,.0f} students/s"
-                )
+                print(f"\n{w} worker(s) (OMP_NUM_THREADS={','.join(map(str, threads))} each; load {load()})")
                 for n in args.sizes:
                     if time.perf_counter() - started > args.budget:
                         skipped.append(f"{n:,} students on {w} worker(s)")
                         continue
                     df = intake(n, base)
-                    r = run_on(client, bundle, bundle_f, df, config, partitions=max(2 * w, n // 500_000), factors=False)
-                    factors_s = n / factor_rate[w]
+                    r = run_on(client, bundle, bundle_f, df, config, partitions=max(2 * w, n // 500_000))
+                    factors_s = n * share / rate
                     rows.append(
                         {
                             "students": n,
@@ -152,32 +151,25 @@ def main() -> None:
                     )
                     del df
     table = pd.DataFrame(rows)
-    print("\nSummary (seconds; 'with factors' = measured without factors + sample-rate extrapolation):")
+    print(
+        "\nSummary (seconds; 'with factors' = measured without factors + acted-on share x sample-rate extrapolation):"
+    )
     if len(table):
         print(table.round(1).to_string(index=False))
     if skipped:
         print(f"Skipped (time budget {args.budget:.0f} s): {', '.join(skipped)}")
-    if len(factor_rate) >= 2 and len(table):
-        per_worker = max(rate / w for w, rate in factor_rate.items())
-        speedup = factor_rate[max(factor_rate)] / factor_rate[min(factor_rate)]
-        print(
-            f"\nFactors: {speedup:.2f}x from {min(factor_rate)} to {max(factor_rate)} workers on this 2-core machine "
-            "(below 2x when other work shares the cores: see the load averages); best per-core rate seen "
-            f"{per_worker:,.0f} students/s, used below."
-        )
-        big = table[table.workers == max(factor_rate)].sort_values("students").iloc[-1]
+    if len(table):
+        big = table[table.workers == table.workers.max()].sort_values("students").iloc[-1]
         n = int(big.students)
-        fixed = big["rank"]  # the part that stays on one machine
         print(
-            f"Projection for {n:,} students with factors on a multi-node Dask cluster (linear in cores at "
-            f"{per_worker:,.0f} students/s per core, as measured here; plus {fixed:.1f} s of whole-cohort "
-            "rank/tier on the coordinator as measured; shipping data, the store write and the coordinator's "
-            "memory for per-student factors not included):"
+            f"Projection for {n:,} students, the acted-on tiers explained at scoring ({share:.0%}): factors run "
+            f"in the coordinator at {rate / (os.cpu_count() or 1):,.0f} students/s per core as measured here, "
+            f"after {big['total']:.1f} s of partitioned probabilities and whole-cohort rank/tier as measured "
+            "(shipping data and the store write not included):"
         )
-        for nodes, cores in ((1, 2), (4, 8), (10, 8), (25, 16)):
-            k = nodes * cores
-            est = n / (per_worker * k) + fixed
-            print(f"  {nodes:>3} node(s) x {cores:>2} cores = {k:>3} workers: ~{est / 60:6.1f} min")
+        for cores in (2, 8, 16, 32):
+            est = n * share / (rate / (os.cpu_count() or 1) * cores) + big["total"]
+            print(f"  coordinator with {cores:>2} cores: ~{est / 60:6.1f} min")
     print(f"\nload average at end (1/5/15 min): {load()}; total bench time {time.perf_counter() - started:.0f} s")
 
 

@@ -271,7 +271,13 @@ def score(
     config: ConfigOpt,
     home: HomeOpt = None,
     cohort: CohortOpt = None,
-    factors: Annotated[bool, typer.Option(help="Compute each student's top contributing factors.")] = True,
+    factors: Annotated[
+        bool,
+        typer.Option(
+            help="Top contributing factors: now for the tiers of [scoring] factor_tiers, for the others when "
+            "first looked up through the API. --no-factors: none, now or later."
+        ),
+    ] = True,
     merge: Annotated[
         bool,
         typer.Option(

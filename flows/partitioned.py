@@ -1,9 +1,9 @@
 """Scoring partitioned across Dask workers (Prefect's DaskTaskRunner).
 
-The per-student work (probability and TreeSHAP factors, the slow part) runs one task per
-partition on a Dask cluster: a local one by default, or any scheduler by address
-(multi-node, Kubernetes). Ranks and capacity tiers are computed once for the whole cohort
-in the flow, and all partitions are written in one store transaction. Workers load the
+The per-student probabilities run one task per partition on a Dask cluster: a local one by
+default, or any scheduler by address (multi-node, Kubernetes). Ranks and capacity tiers are
+computed once for the whole cohort in the flow, then the top factors (TreeSHAP, the slow part)
+of the tiers advisors act on, and all partitions are written in one store transaction. Workers load the
 champion from the registry folder, so on several machines that folder must be shared.
 """
 
@@ -18,16 +18,13 @@ from flows.pipeline import validate_task
 from flows.runners import task_runner
 from flows.settings import run_settings
 from risk_model import jobs, partition
-from risk_model.config import Config, Settings, load_config
+from risk_model.config import Settings, load_config
 from risk_model.registry import Registry
 
 
 @task(name="score-partition", cache_policy=NO_CACHE, retries=1)
-def score_partition_task(
-    registry_dir: str, point: str, version: str, config: Config, part: pd.DataFrame, factors: bool
-) -> partition.PartScores:
-    bundle = partition.load_bundle(registry_dir, point, version)
-    return partition.score_part(bundle, part, config.dataset, config.scoring, factors)
+def score_partition_task(registry_dir: str, point: str, version: str, part: pd.DataFrame) -> partition.PartScores:
+    return partition.score_part(partition.load_bundle(registry_dir, point, version), part)
 
 
 @task(name="save-scores", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -55,11 +52,11 @@ def score_on_dask_flow(
         bundle = Registry(settings.registry_dir).load(point=point, contract=config.for_point(point).dataset)
         registry_dir = str(settings.registry_dir.resolve())
         futures = [
-            score_partition_task.submit(registry_dir, point, bundle.version, config.for_point(point), part, factors)
+            score_partition_task.submit(registry_dir, point, bundle.version, part)
             for part in partition.split(df, partitions)
         ]
         result = partition.combine(
-            bundle, df, config.for_point(point).dataset, config.scoring, [f.result() for f in futures]
+            bundle, df, config.for_point(point).dataset, config.scoring, [f.result() for f in futures], factors=factors
         )
         out.append(save_task(settings, result))
     return out

@@ -158,7 +158,7 @@ def student_history(engine: Engine, student_id: str) -> dict[str, list[dict]]:
     with engine.connect() as conn:
         s = conn.execute(
             select(*[scores.c[n] for n in ("cohort", "point", "probability", "tier", "rank", "factors")])
-            .add_columns(scores.c.model_version, scores.c.scored_at)
+            .add_columns(scores.c.model_version, scores.c.scored_at, scores.c.id, scores.c.inputs)
             .where(scores.c.student_id == student_id)
         ).all()
         a = conn.execute(

@@ -225,6 +225,12 @@ class ScoringConfig(_Frozen):
     high_threshold: float = Field(0.5, gt=0, lt=1, description="threshold mode: probability for high.")
     medium_threshold: float = Field(0.3, gt=0, lt=1, description="threshold mode: probability for medium.")
     n_factors: int = Field(3, ge=0, le=10)
+    factor_tiers: list[Literal["high", "medium", "low"]] = Field(
+        ["high", "medium"],
+        description="Tiers whose students get their top factors when a cohort is scored (exact TreeSHAP, the "
+        "slow part). Every other student gets them when first looked up through the API or alerted, then "
+        "kept in the store. List all three to explain everyone at scoring time.",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> ScoringConfig:

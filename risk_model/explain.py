@@ -46,8 +46,10 @@ def factor_text(
     *,
     typical: float | None = None,
     value_label: str | None = None,
+    value_text: str | None = None,
 ) -> str:
-    """One factor in words. `value_label` replaces the raw value of a coded column ("1" -> "yes")."""
-    value = value_label if value_label is not None else format_value(factor.get("value"))
+    """One factor in words. `value_label` replaces the raw value of a coded column ("1" -> "yes");
+    `value_text` is `format_value` of the factor's value when the caller has made it already."""
+    value = value_label if value_label is not None else value_text or format_value(factor.get("value"))
     comparison = f" (typical: {format_value(typical)})" if typical is not None and value != MISSING else ""
     return f"{label}: {value}{comparison}, {factor['direction']} risk"

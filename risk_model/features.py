@@ -106,3 +106,53 @@ def feature_matrix(
                 column = X[:, j]
                 column[np.isnan(column)] = fill[col]
     return X, shown
+
+
+def places(values: pd.Series, levels) -> np.ndarray:
+    """The place of each value among `levels` (-1: missing or not one of them): a hash lookup, faster than
+    a `pd.Categorical` (which also warns, in pandas 3, about values outside its categories)."""
+    return pd.Index(list(levels)).get_indexer(values)
+
+
+def frame_matrix(
+    df: pd.DataFrame, features: list[str], codes: dict[str, dict[str, int]], fill: dict[str, float]
+) -> np.ndarray:
+    """`feature_matrix` for a validated frame, with NumPy: the numbers LightGBM reads from
+    `to_lightgbm(fill_unlearned(build_features(...)))` (its pandas reader turns a categorical column into
+    the codes of the booster's training categories, -1 as missing), without building that frame. Building
+    it cost more than the prediction itself for intakes of a few thousand students (`bench/bench_score.py`)."""
+    X = np.empty((len(df), len(features)), dtype=np.float64)
+    numeric = [j for j, col in enumerate(features) if col not in codes]
+    names = [features[j] for j in numeric]
+    if all(pd.api.types.is_numeric_dtype(df[col]) for col in names):  # a validated frame: one block copy
+        X[:, numeric] = df[names].to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        for j, col in zip(numeric, names, strict=True):
+            X[:, j] = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    for j, col in enumerate(features):
+        if col in codes:
+            known = codes[col]
+            trained = np.append(np.array(list(known.values()), dtype=np.float64), np.nan)
+            X[:, j] = trained[places(df[col], known)]  # place -1 picks the NaN at the end
+        elif col in fill:
+            column = X[:, j]
+            column[np.isnan(column)] = fill[col]
+    return X
+
+
+def given_column(df: pd.DataFrame, col: str, codes: dict[str, dict[str, int]]) -> np.ndarray:
+    """One feature of a validated frame as factors show it: a number as given (float64, NaN when missing,
+    before `fill_unlearned`), or a category the model knows (object; None when missing or never seen)."""
+    if col in codes:
+        levels = np.array([*codes[col], None], dtype=object)
+        return levels[places(df[col], codes[col])]  # place -1 picks the None
+    return pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def shown_values(df: pd.DataFrame, features: list[str], codes: dict[str, dict[str, int]]) -> np.ndarray:
+    """The values factors show for each row of a validated frame (object, `features` order, `given_column`):
+    the same as `feature_matrix`'s second array for records."""
+    out = np.empty((len(df), len(features)), dtype=object)
+    for j, col in enumerate(features):
+        out[:, j] = given_column(df, col, codes)
+    return out

@@ -18,9 +18,9 @@ from risk_model.config import Config, Settings
 from risk_model.estimate import expected_performance
 from risk_model.paths import safe_name
 from risk_model.private import private_dir
-from risk_model.registry import Registry
+from risk_model.registry import Bundle, Registry
 from risk_model.schema import Stage, at_risk, row_place, validate
-from risk_model.score import ScoreResult, rerank, score
+from risk_model.score import ScoreResult, explain_pending, rerank, score
 from risk_model.sources import load_table, point_day
 from risk_model.sources.guard import check_looks_like_table
 from risk_model.train import Fit, Map, train
@@ -117,8 +117,11 @@ def score_and_store(
 ) -> dict:
     """Score a validated intake with the champion and store its scores (one transaction), export CSV.
 
-    `partial` decides what happens when the store holds students of the cohort that `df` lacks:
-    "refuse" (checked before scoring, and again in the write), "merge" or "replace" (see `store.write_scores`)."""
+    Every student gets probability, rank and tier; the tiers of `[scoring] factor_tiers` get their top
+    factors now, the others when first read (`factors=False`: nobody, now or later). `partial` decides what happens
+    when the store holds students of the cohort that `df` lacks: "refuse" (checked before scoring, and again
+    in the write), "merge" (students whose merged tier is acted on are explained in the same transaction)
+    or "replace" (see `store.write_scores`)."""
     config = config.for_point(point)
     bundle = Registry(settings.registry_dir).load(point=point, contract=config.dataset)
     c = config.dataset
@@ -128,9 +131,30 @@ def score_and_store(
     with store.opened(settings.resolved_store_url) as engine:
         store.check_scores(engine, keys.astype({"student_id": str}), partial)  # before the slow part
     result = score(bundle, df, config.dataset, config.scoring, factors=factors, progress=progress)
+    explain = None
+    if factors and config.scoring.n_factors:
+        acted_on, bundle_of = list(config.scoring.factor_tiers), _versions(settings, point, bundle)
+        explain = lambda f: explain_pending(f, f["tier"].isin(acted_on).to_numpy(), bundle_of)  # noqa: E731
     return store_scores(
-        settings, result, partial=partial, rerank=lambda f: rerank(f, config.scoring), progress=progress
+        settings,
+        result,
+        partial=partial,
+        rerank=lambda f: rerank(f, config.scoring),
+        explain=explain,
+        progress=progress,
     )
+
+
+def _versions(settings: Settings, point: str, loaded: Bundle | None = None) -> Callable[[str], Bundle]:
+    """Model versions of `point` by name, each loaded once: the models that scored stored students."""
+    registry, cache = Registry(settings.registry_dir), {loaded.version: loaded} if loaded else {}
+
+    def bundle_of(version: str) -> Bundle:
+        if version not in cache:
+            cache[version] = registry.load(version, point=point)
+        return cache[version]
+
+    return bundle_of
 
 
 def store_scores(
@@ -139,12 +163,16 @@ def store_scores(
     *,
     partial: store.Partial = "refuse",
     rerank: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    explain: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     progress: Progress = log.info,
 ) -> dict:
-    """Store the result's cohort scores (one transaction; `partial` as in `store.write_scores`) and export
-    what the store now holds for them as CSV. The summary's `stored` says what happened to the cohort."""
+    """Store the result's cohort scores (one transaction; `partial`, `rerank` and `explain` as in
+    `store.write_scores`) and export what the store now holds for them as CSV. The summary's `stored` says
+    what happened to the cohort."""
     with store.opened(settings.resolved_store_url) as engine:
-        written = store.write_scores(engine, result.scores, result.summary, partial=partial, rerank=rerank)
+        written = store.write_scores(
+            engine, result.scores, result.summary, partial=partial, rerank=rerank, explain=explain
+        )
     private_dir(settings.exports_dir)
     point, k = result.summary["point"], result.summary.get("top_k_percent", 10)
     exports, by_cohort = [], {}
@@ -194,11 +222,14 @@ def _describe(a: dict) -> str:
 
 def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, point: str = "default") -> dict:
     """Compare each student's newly stored score at `point` with their previous point, replace that
-    point's alerts and queue them for webhook subscribers (one transaction per cohort)."""
+    point's alerts and queue them for webhook subscribers (one transaction per cohort). An alerted student
+    whose factors were not computed at scoring (outside `[scoring] factor_tiers`) is explained first and the
+    factors stored, so every alert says why in factor words."""
     c = config.dataset
     feature = config.alerts.recency_feature
     cohorts = df[c.cohort_column].astype(str)
     out: dict[str, dict] = {}
+    bundle_of = _versions(settings, point)
     with store.opened(settings.resolved_store_url) as engine:
         for cohort in sorted(cohorts.unique()):
             part = df[cohorts == cohort]
@@ -210,6 +241,15 @@ def alert_and_store(settings: Settings, config: Config, df: pd.DataFrame, *, poi
             before = alerts.earlier_points(store.cohort_points(engine, cohort), point)
             previous = alerts.previous_scores(advising.earlier_scores(engine, cohort, before))
             found = alerts.compute_alerts(new, previous, config.alerts, recency=recency)
+            explained = new
+            if len(found):
+                explained = explain_pending(new, new["student_id"].isin(found["student_id"]).to_numpy(), bundle_of)
+            if explained is not new:  # some alerted students had no factors yet: store them, then say why
+                now = new["inputs"].notna().to_numpy() & explained["inputs"].isna().to_numpy()
+                with engine.begin() as conn:
+                    store.save_factors(conn, explained.loc[now, ["id", "factors"]].to_dict("records"))
+                new = explained
+                found = alerts.compute_alerts(new, previous, config.alerts, recency=recency)
             written = advising.write_alerts(engine, cohort, point, found, batch_size=config.alerts.batch_size)
             out[cohort] = {**alerts.summary(found), **written, "compared_with": before}
             log.info("Alerts for cohort %s at %s: %s", cohort, point, alerts.summary(found))

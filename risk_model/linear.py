@@ -28,15 +28,23 @@ class LinearPart:
     categorical: dict[str, dict[str, float]]  # feature -> {level: coef}
     intercept: float
 
-    def logit(self, X: pd.DataFrame) -> np.ndarray:
-        """Log-odds of each row of a `features.build_features` frame."""
-        z = np.full(len(X), self.intercept)
+    def logit(self, X: pd.DataFrame | Mapping[str, list], n: int | None = None) -> np.ndarray:
+        """Log-odds of each row of a `features.build_features` frame, or of `n` records given as one list per
+        column (numbers or None; categories or None): the per-record path, where a frame cost more than
+        the whole prediction of one record."""
+        n = len(X) if isinstance(X, pd.DataFrame) else len(next(iter(X.values()), [])) if n is None else n
+        z = np.full(n, self.intercept)
         for col, p in self.numeric.items():
-            x = X[col].to_numpy(dtype="float64")
+            values = X[col]
+            x = values.to_numpy(dtype="float64") if isinstance(values, pd.Series) else np.array(values, dtype="float64")
             missing = np.isnan(x)
             z += p["coef"] * _scaled(np.where(missing, p["median"], x), p) + p["missing_coef"] * missing
         for col, coefs in self.categorical.items():
-            z += X[col].astype(object).map(coefs).fillna(0.0).to_numpy(dtype="float64")
+            values = X[col]
+            if isinstance(values, pd.Series):
+                z += values.astype(object).map(coefs).fillna(0.0).to_numpy(dtype="float64")
+            else:  # a level the model has no coefficient for (unseen, missing) adds nothing, as above
+                z += np.array([coefs.get(v, 0.0) if isinstance(v, str) else 0.0 for v in values], dtype="float64")
         return z
 
     def to_dict(self) -> dict:

@@ -1,10 +1,11 @@
 """Score an intake in partitions that run apart: other processes, other machines.
 
-Probability and top factors (the slow part: TreeSHAP) are computed row by row, so each
-partition is scored on its own. Ranks and capacity tiers ("top 10% of the cohort") need
-the whole cohort's probabilities, so they are computed once, after every partition is
-back, in the input's row order: the result equals `score.score` on the whole intake.
-The runner is a parameter (`map_fn`): builtin `map`, a Dask client's map, Prefect tasks.
+Probabilities are computed row by row, so each partition is scored on its own. Ranks and
+capacity tiers ("top 10% of the cohort") need the whole cohort's probabilities, so they are
+computed once, after every partition is back, in the input's row order; so are the top factors
+(TreeSHAP, the slow part), which only the tiers advisors act on get at scoring time
+(`score.explain_tiers`, on all the coordinator's cores). The result equals `score.score` on the
+whole intake. The runner is a parameter (`map_fn`): builtin `map`, a Dask client's map, Prefect tasks.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pandas as pd
 from risk_model.config import DatasetContract, ScoringConfig, Settings
 from risk_model.registry import Bundle, Registry
 from risk_model.schema import unseen_categories
-from risk_model.score import ScoreResult, assemble, probabilities
+from risk_model.score import ScoreResult, assemble, probability
 
 log = logging.getLogger(__name__)
-PartScores = tuple[np.ndarray, list[list[dict]]]
+PartScores = np.ndarray  # a partition's probabilities
 
 
 def split(df: pd.DataFrame, n: int) -> list[pd.DataFrame]:
@@ -35,26 +36,30 @@ def split(df: pd.DataFrame, n: int) -> list[pd.DataFrame]:
     return [df.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def score_part(
-    bundle: Bundle, part: pd.DataFrame, contract: DatasetContract, s: ScoringConfig, factors: bool = True
-) -> PartScores:
-    """Probabilities and factors of one partition (no rank, no tier)."""
-    return probabilities(bundle, part, contract, s, factors=factors, progress=log.debug)
+def score_part(bundle: Bundle, part: pd.DataFrame) -> PartScores:
+    """The probabilities of one partition (no rank, no tier, no factors)."""
+    return probability(bundle, part)
 
 
 def combine(
-    bundle: Bundle, df: pd.DataFrame, contract: DatasetContract, s: ScoringConfig, parts: Iterable[PartScores]
+    bundle: Bundle,
+    df: pd.DataFrame,
+    contract: DatasetContract,
+    s: ScoringConfig,
+    parts: Iterable[PartScores],
+    *,
+    factors: bool = True,
 ) -> ScoreResult:
-    """The whole cohort's scores from its partitions' results, given in the order of `split`."""
+    """The whole cohort's scores from its partitions' probabilities, given in the order of `split`; the
+    acted-on tiers explained here (`score.assemble`)."""
     parts = list(parts)
-    p = np.concatenate([np.asarray(pp, dtype=float) for pp, _ in parts]) if parts else np.empty(0)
-    factor_lists = [row for _, f in parts for row in f]
-    if len(p) != len(df) or len(factor_lists) != len(df):
+    p = np.concatenate([np.asarray(pp, dtype=float) for pp in parts]) if parts else np.empty(0)
+    if len(p) != len(df):
         raise ValueError(
-            f"Partitions returned {len(p)} probabilities and {len(factor_lists)} factor lists for {len(df)} students: "
+            f"Partitions returned {len(p)} probabilities for {len(df)} students: "
             "a partition is missing or was returned twice."
         )
-    return assemble(bundle, df, contract, s, p, factor_lists, unseen_categories(df, bundle.levels))
+    return assemble(bundle, df, contract, s, p, unseen_categories(df, bundle.levels), factors=factors)
 
 
 def score_partitioned(
@@ -74,9 +79,9 @@ def score_partitioned(
     parts = split(df, partitions)
 
     def one(part: pd.DataFrame) -> PartScores:
-        return score_part(bundle, part, contract, s, factors)
+        return score_part(bundle, part)
 
-    return combine(bundle, df, contract, s, map_fn(one, parts))
+    return combine(bundle, df, contract, s, map_fn(one, parts), factors=factors)
 
 
 @lru_cache(maxsize=4)

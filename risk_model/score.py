@@ -1,8 +1,18 @@
-"""Score an intake: calibrated probability, tier and the top contributing factors.
+"""Score an intake: calibrated probability, rank, tier and the top contributing factors.
 
-Factors come from LightGBM's `pred_contrib` (exact TreeSHAP on the log-odds scale): for
-each student the features that pushed the risk up or down the most. It is ~100x slower
-than a plain predict, so it runs in chunks with progress, and can be skipped.
+Factors come from LightGBM's `pred_contrib` (exact TreeSHAP on the log-odds scale): for each
+student the features that pushed the risk up or down the most. It costs 100-200x a plain
+predict, so it is computed where it is read: at scoring, for the tiers advisors act on
+(`[scoring] factor_tiers`, default high and medium); every other student keeps the values the
+model read (`inputs`) and gets their factors when first looked up through the API or alerted
+(`explain_inputs`: the same factors a full pass gives), which are then stored in their place.
+
+Cheaper exact TreeSHAP was measured on the demo model (2026-12, 2 cores): shap's TreeExplainer
+hands a LightGBM model to LightGBM's own `pred_contrib` (the same speed); fasttreeshap (v1, v2)
+and woodelf do not handle LightGBM's categorical splits (wrong values, or refused).
+
+The model input is a NumPy array built column by column (`features.frame_matrix`), not a
+pandas frame: the frame cost more than the prediction for intakes of a few thousand students.
 """
 
 from __future__ import annotations
@@ -19,13 +29,14 @@ import pandas as pd
 from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.estimate import expected_performance
 from risk_model.explain import factor_text, format_value, typical_values
-from risk_model.features import build_features, category_codes, feature_matrix, fill_unlearned, to_lightgbm
+from risk_model.features import category_codes, feature_matrix, frame_matrix, given_column, shown_values
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
 from risk_model.train import blend_raw
 
 log = logging.getLogger(__name__)
 CHUNK = 20_000
+NO_FACTORS: list[dict] = []  # the factors of a student not explained (shared by every such row: never mutate)
 
 
 @dataclass
@@ -62,14 +73,6 @@ def rerank(frame: pd.DataFrame, s: ScoringConfig) -> pd.DataFrame:
     return frame.assign(rank=rank, tier=tiers(p, s, rank))
 
 
-def top_factors(
-    contrib: np.ndarray, X: pd.DataFrame, n: int, describe: Callable[[dict], str] | None = None
-) -> list[list[dict]]:
-    """Per row, the n features with the largest |contribution|, with direction, value and (given
-    `describe`) the factor in plain words."""
-    return factors_of(contrib, list(X.columns), X.astype(object).to_numpy(), n, describe)
-
-
 def factors_of(
     contrib: np.ndarray,
     names: list[str],
@@ -77,7 +80,9 @@ def factors_of(
     n: int,
     describe: Callable[[dict], str] | None = None,
 ) -> list[list[dict]]:
-    """`top_factors` from feature names and a row-by-feature array of the values shown (object)."""
+    """Per row, the n features with the largest |contribution| (`contrib`: LightGBM's pred_contrib), with
+    direction, value (from `values`, a row-by-feature object array of the values shown) and, given
+    `describe`, the factor in plain words."""
     c = contrib[:, :-1]  # last column is the expected value
     top = np.argsort(-np.abs(c), axis=1)[:, :n]
     out = []
@@ -112,11 +117,109 @@ def describer(bundle: Bundle) -> Callable[[dict], str]:
     value_labels: dict[str, dict[str, str]] = md.get("value_labels", {})
 
     def describe(f: dict) -> str:
-        name = f["feature"]
-        coded = value_labels.get(name, {}).get(format_value(f["value"])) if f["value"] is not None else None
-        return factor_text(f, labels.get(name, name), typical=typical.get(name), value_label=coded)
+        name, shown = f["feature"], format_value(f["value"])
+        coded = value_labels.get(name, {}).get(shown) if f["value"] is not None else None
+        return factor_text(f, labels.get(name, name), typical=typical.get(name), value_label=coded, value_text=shown)
 
     return describe
+
+
+def record_codes(bundle: Bundle) -> dict[str, dict[str, int]]:
+    """The training code of each category level of a model (`features.category_codes`); once per model."""
+    key = str(bundle.path)
+    if key not in _CODES:
+        categorical = [f for f in bundle.features if f in bundle.levels]
+        _CODES[key] = category_codes(bundle.levels, getattr(bundle.booster, "pandas_categorical", None), categorical)
+    return _CODES[key]
+
+
+_CODES: dict[str, dict[str, dict[str, int]]] = {}
+
+
+def _threads(n: int) -> int:
+    return 1 if n < CHUNK else 0  # OpenMP start-up costs more than it saves on small inputs
+
+
+def _linear_input(df: pd.DataFrame, bundle: Bundle) -> pd.DataFrame | None:
+    """The columns the linear part of a blended model reads, as given (numbers as float); None: no blend."""
+    linear, weight = bundle.linear
+    if linear is None or weight >= 1.0:
+        return None
+    cols = {
+        c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) for c in linear.numeric
+    }
+    cols |= {c: df[c].to_numpy(dtype=object) for c in linear.categorical}
+    return pd.DataFrame(cols, index=df.index)
+
+
+def probability(bundle: Bundle, df: pd.DataFrame, X: np.ndarray | None = None) -> np.ndarray:
+    """The calibrated probability of each row of a validated frame (`X`: its `model_input`, if made already).
+
+    Row by row, so slices of an intake can be done apart (other processes or machines); ranks and capacity
+    tiers need the whole cohort: `assemble`."""
+    X = model_input(bundle, df) if X is None else X
+    raw = bundle.booster.predict(X, raw_score=True, num_threads=_threads(len(X)))
+    given = _linear_input(df, bundle)
+    if given is not None:
+        raw = blend_raw(raw, given, *bundle.linear)
+    return np.asarray(bundle.calibrator(raw), dtype=float)
+
+
+def model_input(bundle: Bundle, df: pd.DataFrame) -> np.ndarray:
+    """What the booster reads for each row of a validated frame (`features.frame_matrix`)."""
+    return frame_matrix(df, bundle.features, record_codes(bundle), bundle.fill)
+
+
+def explain(
+    bundle: Bundle,
+    df: pd.DataFrame,
+    n: int,
+    *,
+    X: np.ndarray | None = None,
+    progress: Callable[[str], None] = log.info,
+) -> list[list[dict]]:
+    """The top `n` factors of each row of a validated frame (exact TreeSHAP, in chunks with progress).
+    Factors show the values as given, not as filled in."""
+    X = model_input(bundle, df) if X is None else X
+    out: list[list[dict]] = []
+    codes, describe = record_codes(bundle), describer(bundle)
+    for start in range(0, len(X), CHUNK):
+        part = slice(start, start + CHUNK)
+        contrib = bundle.booster.predict(X[part], pred_contrib=True, num_threads=_threads(len(X)))
+        out += factors_of(contrib, bundle.features, shown_values(df.iloc[part], bundle.features, codes), n, describe)
+        if len(X) > CHUNK:
+            progress(f"Explained {min(start + CHUNK, len(X))}/{len(X)} students")
+    return out
+
+
+def pending_inputs(bundle: Bundle, df: pd.DataFrame, n: int) -> list[dict]:
+    """What is kept of each row whose factors are computed later (`explain_inputs`): the model's values as
+    factors show them (JSON: NaN as null), in the model's feature order, and how many factors it gets."""
+    codes, columns = record_codes(bundle), []
+    for col in bundle.features:
+        values = given_column(df, col, codes)
+        if values.dtype != object:  # a number: NaN as None
+            missing, values = np.isnan(values), values.astype(object)
+            values[missing] = None
+        columns.append(values.tolist())
+    return [{"n": n, "values": list(row)} for row in zip(*columns, strict=True)]
+
+
+def explain_inputs(bundle: Bundle, inputs: list[dict]) -> list[list[dict]]:
+    """The factors of rows kept by `pending_inputs`, computed now with the model that scored them: the same
+    factors `explain` gives for those rows (same numbers through `features.feature_matrix`, same TreeSHAP)."""
+    if not inputs:
+        return []
+    rows = [dict(zip(bundle.features, i["values"], strict=True)) for i in inputs]
+    X, shown = feature_matrix(rows, bundle.features, record_codes(bundle), bundle.fill)
+    contrib = bundle.booster.predict(X, pred_contrib=True, num_threads=_threads(len(X)))
+    describe, ns = describer(bundle), {int(i["n"]) for i in inputs}
+    if len(ns) == 1:
+        return factors_of(contrib, bundle.features, shown, ns.pop(), describe)
+    return [
+        factors_of(contrib[[i]], bundle.features, shown[[i]], int(item["n"]), describe)[0]
+        for i, item in enumerate(inputs)
+    ]
 
 
 def probabilities(
@@ -128,24 +231,20 @@ def probabilities(
     factors: bool = True,
     progress: Callable[[str], None] = log.info,
 ) -> tuple[np.ndarray, list[list[dict]]]:
-    """Calibrated probability and top factors of each row. Row by row, so slices of an intake can be
-    done apart (other processes or machines); ranks and capacity tiers need the whole cohort: `assemble`."""
-    shown = build_features(df, contract, bundle.levels)
-    X = to_lightgbm(fill_unlearned(shown, bundle.fill))  # factors are named from `shown`: the contract's names
-    threads = 1 if len(X) < CHUNK else 0  # OpenMP start-up costs more than it saves on small inputs
-    raw = bundle.booster.predict(X, raw_score=True, num_threads=threads)
-    p = bundle.calibrator(blend_raw(raw, shown, *bundle.linear))
-    factor_lists: list = [[] for _ in range(len(X))]
-    if factors and s.n_factors:
-        factor_lists = []
-        for start in range(0, len(X), CHUNK):
-            part = X.iloc[start : start + CHUNK]
-            contrib = bundle.booster.predict(part, pred_contrib=True, num_threads=threads)
-            # values as given, not as filled in
-            factor_lists += top_factors(contrib, shown.iloc[start : start + CHUNK], s.n_factors, describer(bundle))
-            if len(X) > CHUNK:
-                progress(f"Explained {min(start + CHUNK, len(X))}/{len(X)} students")
-    return p, factor_lists
+    """Calibrated probability and top factors of every row (no tiers: each row is explained)."""
+    X = model_input(bundle, df)
+    p = probability(bundle, df, X)
+    if not (factors and s.n_factors):
+        return p, [[] for _ in range(len(X))]
+    return p, explain(bundle, df, s.n_factors, X=X, progress=progress)
+
+
+def unseen_in(bundle: Bundle, df: pd.DataFrame, X: np.ndarray) -> dict[str, dict[str, int]]:
+    """`schema.unseen_categories` of a validated frame whose model input is `X`: only the columns where the
+    model reads a given category as missing are counted (usually none), instead of every column."""
+    codes, at = record_codes(bundle), {f: j for j, f in enumerate(bundle.features)}
+    lost = [c for c in bundle.levels if c in codes and (np.isnan(X[:, at[c]]) & df[c].notna().to_numpy()).any()]
+    return unseen_categories(df, {c: bundle.levels[c] for c in lost})
 
 
 def unseen_lines(unseen: dict[str, dict[str, int]]) -> list[str]:
@@ -157,12 +256,6 @@ def unseen_lines(unseen: dict[str, dict[str, int]]) -> list[str]:
     ]
 
 
-def record_codes(bundle: Bundle) -> dict[str, dict[str, int]]:
-    """The training code of each category level of a model (`features.category_codes`); once per model."""
-    categorical = [f for f in bundle.features if f in bundle.levels]
-    return category_codes(bundle.levels, getattr(bundle.booster, "pandas_categorical", None), categorical)
-
-
 def score_rows(
     bundle: Bundle,
     rows: list[dict],
@@ -170,11 +263,13 @@ def score_rows(
     *,
     factors: bool = True,
     codes: dict[str, dict[str, int]] | None = None,
+    explain_if: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[list[dict]], dict[str, dict[str, int]]]:
     """`probabilities` and the unseen categories of a few checked records (`schema.check_records`) without
     a frame: the model input is a NumPy array in the booster's feature order (`features.feature_matrix`),
     the same numbers LightGBM reads from `build_features`' frame, so the same probabilities and factors.
-    `codes`: `record_codes(bundle)`, computed once by a caller that scores often."""
+    `codes`: `record_codes(bundle)`, computed once by a caller that scores often. `explain_if`: given the
+    probabilities, which records to explain (a mask; default every record); the others get []."""
     codes = record_codes(bundle) if codes is None else codes
     unseen: dict[str, dict[str, int]] = {}
     for col, known in codes.items():
@@ -182,19 +277,21 @@ def score_rows(
         if new:
             unseen[col] = {str(k): int(v) for k, v in new.most_common()}
     X, shown = feature_matrix(rows, bundle.features, codes, bundle.fill)
-    threads = 1 if len(X) < CHUNK else 0
-    raw = bundle.booster.predict(X, raw_score=True, num_threads=threads)
+    raw = bundle.booster.predict(X, raw_score=True, num_threads=_threads(len(X)))
     linear, weight = bundle.linear
     if linear is not None and weight < 1.0:  # a blended model: the linear part reads the values as given
-        cols = [*linear.numeric, *linear.categorical]
-        given = pd.DataFrame({c: [r[c] for r in rows] for c in cols}).astype({c: "float64" for c in linear.numeric})
-        raw = blend_raw(raw, given, linear, weight)
-    p = bundle.calibrator(raw)
+        given = {c: [r[c] for r in rows] for c in [*linear.numeric, *linear.categorical]}
+        raw = weight * raw + (1 - weight) * linear.logit(given, len(rows))  # `train.blend_raw`, without a frame
+    p = np.asarray(bundle.calibrator(raw), dtype=float)
     factor_lists: list[list[dict]] = [[] for _ in range(len(X))]
     if factors and s.n_factors:
-        contrib = bundle.booster.predict(X, pred_contrib=True, num_threads=threads)
-        factor_lists = factors_of(contrib, bundle.features, shown, s.n_factors, describer(bundle))
-    return np.asarray(p, dtype=float), factor_lists, unseen
+        chosen = np.flatnonzero(explain_if(p)) if explain_if is not None else np.arange(len(X))
+        if len(chosen):
+            contrib = bundle.booster.predict(X[chosen], pred_contrib=True, num_threads=_threads(len(chosen)))
+            found = factors_of(contrib, bundle.features, shown[chosen], s.n_factors, describer(bundle))
+            for i, f in zip(chosen, found, strict=True):
+                factor_lists[i] = f
+    return p, factor_lists, unseen
 
 
 def score(
@@ -206,12 +303,13 @@ def score(
     factors: bool = True,
     progress: Callable[[str], None] = log.info,
 ) -> ScoreResult:
-    """Score a validated intake with a loaded model bundle."""
-    unseen = unseen_categories(df, bundle.levels)
+    """Score a validated intake with a loaded model bundle: probability, rank and tier for every student,
+    top factors for the tiers advisors act on (`assemble`)."""
+    X = model_input(bundle, df)
+    unseen = unseen_in(bundle, df, X)
     for line in unseen_lines(unseen):
         progress(line)
-    p, factor_lists = probabilities(bundle, df, contract, s, factors=factors, progress=progress)
-    return assemble(bundle, df, contract, s, p, factor_lists, unseen)
+    return assemble(bundle, df, contract, s, probability(bundle, df, X), unseen, factors=factors, progress=progress)
 
 
 def assemble(
@@ -220,21 +318,27 @@ def assemble(
     contract: DatasetContract,
     s: ScoringConfig,
     p: np.ndarray,
-    factor_lists: list[list[dict]],
     unseen: dict[str, dict[str, int]],
+    *,
+    factors: bool = True,
+    progress: Callable[[str], None] = log.info,
 ) -> ScoreResult:
-    """Rank and tier each cohort's probabilities (row order of `df`) into the stored score table.
+    """Rank and tier each cohort's probabilities (row order of `df`) into the stored score table, and
+    explain the students of `s.factor_tiers` (all of them only when every tier is listed).
 
     Ranks and capacity tiers are computed within each cohort, never across a file that pools several:
-    "top 10%" means 10% of each intake."""
+    "top 10%" means 10% of each intake. A student not explained now keeps their model input (`inputs`,
+    `pending_inputs`) for `explain_inputs`; `factors=False` gives nobody factors, now or later."""
     ids = df[contract.id_column].astype(str).to_numpy()
     cohorts = df[contract.cohort_column].astype(str).to_numpy()
     rank = np.empty(len(p), dtype=np.int64)
     tier = np.empty(len(p), dtype=object)
-    for cohort in np.unique(cohorts):
-        rows = np.flatnonzero(cohorts == cohort)
+    where, names = pd.factorize(cohorts, sort=True)  # hashing, not sorting a million strings
+    groups = [np.flatnonzero(where == i) for i in range(len(names))] if len(names) > 1 else [np.arange(len(p))]
+    for rows in groups:
         rank[rows] = ranks(p[rows], ids[rows])
         tier[rows] = tiers(p[rows], s, rank[rows])
+    factor_lists, inputs = explain_tiers(bundle, df, tier, s, factors=factors, progress=progress)
     scored_at = datetime.now(UTC).replace(microsecond=0)
     scores = pd.DataFrame(
         {
@@ -247,28 +351,83 @@ def assemble(
             "model_version": bundle.version,
             "point": bundle.metadata["point"],
             "scored_at": scored_at,
+            "inputs": inputs,
         }
     )
-    counts = pd.Series(scores["tier"]).value_counts()
     k = float(bundle.metadata.get("top_k_percent", 10))
+    by_cohort = {}
+    for name, rows in zip(names, groups, strict=True):
+        t = tier[rows]
+        by_cohort[str(name)] = {
+            "n_students": int(len(rows)),
+            "tiers": {x: int((t == x).sum()) for x in ("high", "medium", "low")},
+            "expected": expected_performance(scores["probability"].to_numpy()[rows], k),
+        }
     summary = {
         "n_students": int(len(scores)),
-        "cohorts": sorted(scores["cohort"].unique().tolist()),
+        "cohorts": [str(c) for c in names],
         "model_version": bundle.version,
         "point": bundle.metadata["point"],
-        "tiers": {t: int(counts.get(t, 0)) for t in ("high", "medium", "low")},
+        "tiers": {x: int((tier == x).sum()) for x in ("high", "medium", "low")},
         "mean_probability": float(p.mean()),
         "top_k_percent": k,
         "unseen_categories": unseen,
         "n_unseen_category_values": int(sum(sum(v.values()) for v in unseen.values())),
-        # per cohort: its tiers and what the model expects of it before outcomes (risk_model.estimate)
-        "by_cohort": {
-            str(c): {
-                "n_students": int(len(g)),
-                "tiers": {t: int((g["tier"] == t).sum()) for t in ("high", "medium", "low")},
-                "expected": expected_performance(g["probability"].to_numpy(), k),
-            }
-            for c, g in scores.groupby("cohort", sort=True)
+        "factors": {
+            "tiers": list(s.factor_tiers) if factors and s.n_factors else [],
+            "n_explained": int(sum(1 for f in factor_lists if f)),
+            "n_pending": int(sum(1 for i in inputs if i is not None)),
         },
+        # per cohort: its tiers and what the model expects of it before outcomes (risk_model.estimate)
+        "by_cohort": by_cohort,
     }
     return ScoreResult(scores, summary)
+
+
+def explain_tiers(
+    bundle: Bundle,
+    df: pd.DataFrame,
+    tier: np.ndarray,
+    s: ScoringConfig,
+    *,
+    factors: bool = True,
+    progress: Callable[[str], None] = log.info,
+) -> tuple[list[list[dict]], list[dict | None]]:
+    """Per row: its top factors if its tier is one of `s.factor_tiers`, else []; and the inputs kept to
+    explain it later (`pending_inputs`), else None. No factors now or later when not `factors` or when
+    `s.n_factors` is 0 (the old `--no-factors`: the fastest scoring)."""
+    n = len(df)
+    factor_lists: list[list[dict]] = [NO_FACTORS] * n  # one shared empty list: a million new ones cost ~1 s of GC
+    inputs: list[dict | None] = [None] * n
+    if not (factors and s.n_factors):
+        return factor_lists, inputs
+    now = np.isin(tier, list(s.factor_tiers))
+    chosen, later = np.flatnonzero(now), np.flatnonzero(~now)
+    if len(chosen):
+        for i, found in zip(chosen, explain(bundle, df.iloc[chosen], s.n_factors, progress=progress), strict=True):
+            factor_lists[i] = found
+    if len(later):
+        for i, kept in zip(later, pending_inputs(bundle, df.iloc[later], s.n_factors), strict=True):
+            inputs[i] = kept
+    return factor_lists, inputs
+
+
+def explain_pending(frame: pd.DataFrame, rows: np.ndarray, bundle_of: Callable[[str], Bundle]) -> pd.DataFrame:
+    """Stored scores (`frame`: model_version, factors, inputs) with the factors of the `rows` (a mask) that
+    are still pending computed now (`explain_inputs`, each with the model version that scored it) and
+    their inputs cleared: a merged cohort's new acted-on tiers, alerted students."""
+    if "inputs" not in frame.columns:
+        return frame
+    todo = np.flatnonzero(np.asarray(rows, dtype=bool) & frame["inputs"].map(lambda v: isinstance(v, dict)).to_numpy())
+    if not len(todo):
+        return frame
+    out = frame.copy()
+    factor_col, input_col = out.columns.get_loc("factors"), out.columns.get_loc("inputs")
+    versions = out["model_version"].to_numpy()[todo]
+    for version in np.unique(versions):
+        at = todo[versions == version]
+        found = explain_inputs(bundle_of(str(version)), out["inputs"].iloc[at].tolist())
+        for i, factors in zip(at, found, strict=True):
+            out.iat[i, factor_col] = factors
+            out.iat[i, input_col] = None
+    return out

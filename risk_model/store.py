@@ -63,6 +63,7 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
@@ -108,6 +109,9 @@ scores = Table(
     Column("factors", JSON, nullable=False),
     Column("model_version", String(64), nullable=False),
     Column("scored_at", DateTime(timezone=True), nullable=False),
+    # migration 0004: the model input of a student whose factors are not computed yet ({"n", "values"},
+    # `score.pending_inputs`); replaced by the factors when first read (`save_factors`). NULL: factors stored.
+    Column("inputs", JSON(none_as_null=True), nullable=True),
     UniqueConstraint("cohort", "point", "student_id", name="uq_scores_cohort_point_student"),
     Index("ix_scores_student", "student_id", "scored_at"),
     Index("ix_scores_cohort_rank", "cohort", "point", "rank"),
@@ -499,15 +503,33 @@ class Written:
     actions: list[dict] = field(default_factory=list)
 
 
-_SCORE_COLS = ["cohort", "point", "student_id", "probability", "tier", "rank", "factors", "model_version", "scored_at"]
+_SCORE_COLS = [
+    "cohort",
+    "point",
+    "student_id",
+    "probability",
+    "tier",
+    "rank",
+    "factors",
+    "model_version",
+    "scored_at",
+    "inputs",
+]
+
+
+def _with_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with an `inputs` column (None: factors stored), for frames made before it existed."""
+    return frame if "inputs" in frame.columns else frame.assign(inputs=None)
 
 
 def _rows(frame: pd.DataFrame) -> list[dict]:
-    rows = frame[_SCORE_COLS].to_dict("records")
+    rows = _with_inputs(frame)[_SCORE_COLS].to_dict("records")
     for r in rows:
         r["scored_at"] = pd.Timestamp(r["scored_at"]).to_pydatetime()
         r["rank"] = int(r["rank"])
         r["probability"] = float(r["probability"])
+        if not isinstance(r["inputs"], dict):  # NaN from a frame that mixes None and dicts
+            r["inputs"] = None
     return rows
 
 
@@ -545,13 +567,15 @@ def write_scores(
     *,
     partial: Partial = "replace",
     rerank: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    explain: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> Written:
     """Store the scores of every (cohort, point) in `frame` in one transaction.
 
     When the store holds students of that cohort and point that `frame` lacks: "refuse" raises
     PartialCohortError before writing anything; "replace" (this primitive's default; the score step's
     is "refuse") keeps only `frame`'s students; "merge" keeps the other stored students' scores and
-    gives the whole cohort new ranks and tiers by `rerank`.
+    gives the whole cohort new ranks and tiers by `rerank`, then `explain` (given) computes the factors
+    of students whose new tier needs them (`score.explain_tiers`).
     Writers of one cohort take turns (a PostgreSQL advisory lock; SQLite's write lock)."""
     if partial == "merge" and rerank is None:
         raise ValueError("partial='merge' needs `rerank` to rank and tier the merged cohort")
@@ -572,7 +596,9 @@ def write_scores(
                 others = pd.DataFrame(conn.execute(q).mappings().all(), columns=_SCORE_COLS)
                 if rerank is None:
                     raise ValueError("merging into a stored cohort needs `rerank` (score.rerank) to re-tier it whole")
-                part = rerank(pd.concat([part[_SCORE_COLS], others], ignore_index=True))
+                part = rerank(pd.concat([_with_inputs(part)[_SCORE_COLS], others], ignore_index=True))
+                if explain is not None:
+                    part = explain(part)
             action = "new" if not stored else "merged" if kept else "replaced"
             conn.execute(delete(scores).where(scores.c.cohort == cohort, scores.c.point == point))
             conn.execute(delete(score_runs).where(score_runs.c.cohort == cohort, score_runs.c.point == point))
@@ -787,8 +813,12 @@ def neutralise(value: object) -> object:
 
 def export_csv(frame: pd.DataFrame, path) -> None:
     """Scores as a flat CSV (mode 0600): one row per student, factors in the words made at scoring
-    (`risk_model.explain`), no live formulas."""
+    (`risk_model.explain`), no live formulas. `explained` is "yes" for a student whose factors were
+    computed at scoring; empty: not computed then (a tier outside `[scoring] factor_tiers`, or scored
+    without factors), so the factor columns are empty and the API computes them when the student is
+    looked up."""
     out = frame[["student_id", "cohort", "point", "probability", "tier", "rank", "model_version", "scored_at"]].copy()
+    out["explained"] = ["yes" if len(f) else "" for f in frame["factors"]]
     for i in range(3):
         out[f"factor_{i + 1}"] = [
             (f[i].get("text") or f"{f[i]['feature']} ({f[i]['direction']} risk)") if len(f) > i else ""
@@ -808,7 +838,8 @@ def export_csv(frame: pd.DataFrame, path) -> None:
 # --- reads for the API -------------------------------------------------------------------
 
 _STUDENT_COLS = [
-    scores.c[n] for n in ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at")
+    scores.c[n]
+    for n in ("cohort", "point", "probability", "tier", "rank", "factors", "model_version", "scored_at", "id", "inputs")
 ]
 _PAGE_COLS = [scores.c[n] for n in ("student_id", "probability", "tier", "rank")]
 
@@ -883,6 +914,29 @@ def student_scores(
             rows = conn.execute(student_query(**shape, audited=False), params).all()
         conn.commit()
     return [r._asdict() for r in rows]
+
+
+_SAVE_FACTORS = (
+    update(scores)
+    .where(
+        scores.c.id
+        == select(scores.c.id)
+        .where(scores.c.id == bindparam("row_id"), scores.c.inputs.is_not(None))
+        .with_for_update(skip_locked=True)  # PostgreSQL: a row a re-score is replacing is skipped, not waited for
+        .scalar_subquery()
+    )
+    .values(factors=bindparam("new_factors"), inputs=None)
+)
+
+
+def save_factors(conn: Connection, found: list[dict]) -> int:
+    """Store factors computed on first read (`score.explain_inputs`) in place of the inputs they came from:
+    `found` holds {"id": the score row's id, "factors": [...]}. A row re-scored since (its id is gone),
+    explained already, or locked by a writer is left as it is. Returns the rows updated; the caller commits."""
+    if not found:
+        return 0
+    params = [{"row_id": int(f["id"]), "new_factors": f["factors"]} for f in found]
+    return conn.execute(_SAVE_FACTORS, params).rowcount
 
 
 def write_audit(engine: Engine, table: Table, rows: list[dict]) -> None:

@@ -343,10 +343,14 @@ def test_score_records_without_storing(api):
     for x in body["results"]:
         assert x["probability"] == pytest.approx(stored.probability[x["student_id"]], abs=1e-6)
         assert x["tier"] == stored.tier[x["student_id"]]
-        assert len(x["factors"]) == 3
+        # by default only records in the tiers the stored cohort explained at scoring get factors
+        acted_on = x["tier"] in ("high", "medium")
+        assert x["explained"] is acted_on and len(x["factors"]) == (3 if acted_on else 0)
     assert len(store.read_scores(api.engine, api.intake_cohort)) == before
+    every = api.post("/v1/score", params={"factors": "all"}, json={"records": recs}).json()
+    assert all(len(x["factors"]) == 3 and x["explained"] for x in every["results"])
     quick = api.post("/v1/score", params={"factors": "false"}, json={"records": recs}).json()
-    assert all(x["factors"] == [] for x in quick["results"])
+    assert all(x["factors"] == [] and not x["explained"] for x in quick["results"])
 
 
 def test_score_validation_names_record_and_field(api):

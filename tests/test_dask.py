@@ -55,7 +55,7 @@ def test_partitioned_equals_whole_cohort(bundle, trained_home, demo_config, tier
 def test_a_lost_partition_is_refused(bundle, trained_home, demo_config):
     df = trained_home["intake"]
     c, s = demo_config.dataset, demo_config.scoring
-    parts = [partition.score_part(bundle, p, c, s) for p in partition.split(df, 3)]
+    parts = [partition.score_part(bundle, p) for p in partition.split(df, 3)]
     with pytest.raises(ValueError, match="partition is missing"):
         partition.combine(bundle, df, c, s, parts[:2])
 

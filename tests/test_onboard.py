@@ -186,7 +186,9 @@ def test_own_export_onboarded_trained_scored_and_reported(export, drafted, tmp_p
     assert "cohort 2024: 150 students, 15 high" in res.output and "cohort 2025: 150 students, 15 high" in res.output
     assert not list((home / "exports").glob("scores-2024-2025-*.csv"))
     export_csv = pd.read_csv(home / "exports" / "scores-2024-default.csv")
-    named = {f.split(": ", 1)[0] for f in export_csv["factor_1"]}
+    explained = export_csv["explained"] == "yes"  # the tiers explained at scoring; the others on first lookup
+    assert explained.sum() == 15 + 23  # high and medium of 150 (10%, then up to 25%)
+    named = {f.split(": ", 1)[0] for f in export_csv.loc[explained, "factor_1"]}
     assert named and named <= {c.label(f) for f in c.features}  # factors use the contract's names
 
     res = runner.invoke(

@@ -9,9 +9,16 @@ from api.deps import KeyFirstRoute, ScoreKey, State
 from api.errors import AUTH, problems
 from api.models import ScoreResponse, score_request
 from api.routes.params import PointQuery
-from api.scoring import score_records
+from api.scoring import FactorChoice, score_records
 
-Factors = Annotated[bool, Query(description="Compute each record's top factors (the slow part).")]
+Factors = Annotated[
+    FactorChoice,
+    Query(
+        description="Which records get their top factors (exact TreeSHAP, the slow part): `tiers` (default) those "
+        "whose tier is one the stored cohort explained at scoring (`[scoring] factor_tiers`, by default high and "
+        "medium; every record when no cohort is stored), `all`, or `none`. `true` and `false` mean `all` and `none`."
+    ),
+]
 
 
 def router(max_records: int) -> APIRouter:
@@ -25,7 +32,7 @@ def router(max_records: int) -> APIRouter:
         key: ScoreKey,
         body: ScoreRequest,  # type: ignore[valid-type]
         point: PointQuery = None,
-        factors: Factors = True,
+        factors: Factors = "tiers",
     ) -> Response:
         """Score records with the champion model without storing them."""
         answer = score_records(api, body.records, point, factors)  # type: ignore[attr-defined]
