@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine, insert, select
-from test_api import Api, api, records, store_url, world  # noqa: F401  (shared fixtures)
+from test_api import Api, api, records, store_url  # noqa: F401  (shared fixtures; world is in conftest)
 
 import risk_model.score
 from risk_model import advising, jobs, store
