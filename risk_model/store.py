@@ -458,11 +458,16 @@ def _head() -> str:
 
 def current(engine: Engine) -> str | None:
     """The store's schema revision, or None for a store never migrated."""
-    with engine.connect() as conn:  # read directly: alembic's own check logs two INFO lines per connect
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        version = table("alembic_version", column("version_num"))
-        return conn.execute(select(version.c.version_num)).scalar()
+    with engine.connect() as conn:
+        return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    """Read directly: alembic's own check logs two INFO lines per connect."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    version = table("alembic_version", column("version_num"))
+    return conn.execute(select(version.c.version_num)).scalar()
 
 
 def revisions(url: str) -> tuple[str | None, str]:
@@ -479,12 +484,14 @@ def migrate(engine: Engine) -> str:
     from alembic import command
 
     head = _head()
-    if current(engine) == head:
-        return head
-    cfg = _alembic_config()
+    # Even the check waits for the lock: on SQLite a first connection switches the file to WAL, which fails
+    # ("database is locked") while another process is creating the schema.
     with _migration_lock(engine) as conn:
+        if _revision(conn) == head:
+            return head
+        cfg = _alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")  # re-reads the version under the lock: a second process finds it done
+        command.upgrade(cfg, "head")
         conn.commit()
     return head
 
