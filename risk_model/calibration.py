@@ -116,15 +116,24 @@ class Step:
     test: Scores
 
 
-def candidates(oof: Scores, recent: Scores | None) -> dict[str, Calibrator]:
-    """Every candidate that can be fitted from a model's out-of-fold scores and, when there is one, the
-    forward predictions of the most recent past cohort."""
+def candidates(oof: Scores, recent: Scores | None, names: tuple[str, ...] = NAMES) -> dict[str, Calibrator]:
+    """Every candidate (of `names`) that can be fitted from a model's out-of-fold scores and, when there is one,
+    the forward predictions of the most recent past cohort."""
     out = {}
     for name, method, source in CANDIDATES:
         data = oof if source in ("", "oof") else recent
-        if data is not None:
+        if name in names and data is not None:
             out[name] = Calibrator.fit(data.raw, data.y, method)
     return out
+
+
+def judge(steps: list[Step]) -> list[dict[str, np.ndarray]]:
+    """For each backtest step, every candidate's probabilities on the cohort it predicted, each candidate fitted
+    with what that step's model could see: the evidence `choose` reads (computed once for a whole backtest)."""
+    return [
+        {name: cal(step.test.raw) for name, cal in candidates(step.oof, steps[i - 1].test if i else None).items()}
+        for i, step in enumerate(steps)
+    ]
 
 
 @dataclass(frozen=True)
@@ -186,27 +195,27 @@ def choose(
     oof: Scores,
     configured: str = "auto",
     *,
+    judged: list[dict[str, np.ndarray]] | None = None,
     seed: int = 0,
     n_boot: int = 100,
 ) -> Choice:
     """The calibration for a model whose out-of-fold scores are `oof`, trained on every cohort the
     backtest `steps` predicted (in time order): chosen by out-of-time ECE on those steps, or `configured`.
 
-    The most recent step's forward predictions are what the `-recent` candidates are fitted on."""
+    The most recent step's forward predictions are what the `-recent` candidates are fitted on.
+    `judged`: `judge(steps)` when already computed (a backtest calibrates each year with its prefix)."""
+    judged = judge(steps) if judged is None else judged
     evidence: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    judged: list[str] = []
-    for i, step in enumerate(steps):
-        fitted = candidates(step.oof, steps[i - 1].test if i > 0 else None)
-        for name, cal in fitted.items():
-            evidence.setdefault(name, []).append((step.test.y, cal(step.test.raw)))
-        judged.append(step.cohort)
+    for step, probabilities in zip(steps, judged, strict=True):
+        for name, p in probabilities.items():
+            evidence.setdefault(name, []).append((step.test.y, p))
     recent = steps[-1].test if steps else None
-    available = candidates(oof, recent)
+    available = [name for name, _, source in CANDIDATES if source in ("", "oof") or recent is not None]
     # judge each candidate that can be fitted now on the cohorts where every one of them could be judged
     comparable = {n: evidence[n] for n in NAMES if n in available and n in evidence}
     depth = min((len(v) for v in comparable.values()), default=0)
     comparable = {n: v[-depth:] for n, v in comparable.items()} if depth else {}
-    on = judged[-depth:] if depth else []
+    on = [step.cohort for step in steps][-depth:] if depth else []
     mean: dict[str, float] = {}
     if comparable:
         best, mean = _one_se(comparable, seed, n_boot)
@@ -222,4 +231,4 @@ def choose(
         name = best
         figures = ", ".join(f"{n} {e:.3f}" for n, e in mean.items())
         why = f"the simplest within one standard error of the lowest out-of-time ECE on {', '.join(on)}: {figures}"
-    return Choice(name, available[name], mean, on, why)
+    return Choice(name, candidates(oof, recent, (name,))[name], mean, on, why)

@@ -41,7 +41,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
 from risk_model import evaluate
-from risk_model.calibration import Calibrator, Choice, Scores, Step, choose
+from risk_model.calibration import Calibrator, Choice, Scores, Step, choose, judge
 from risk_model.config import Config, DatasetContract, TrainingConfig
 from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill, to_lightgbm
 from risk_model.linear import LinearPart
@@ -559,8 +559,9 @@ def train(
 
     # calibration, out of time: each year's model with the evidence of the years before it, the champion with all
     steps = [year.step() for year in year_results]
-    choices = [choose(steps[:i], step.oof, t.calibration) for i, step in enumerate(steps)]
-    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration))
+    judged = judge(steps)
+    choices = [choose(steps[:i], step.oof, t.calibration, judged=judged[:i]) for i, step in enumerate(steps)]
+    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration, judged=judged))
     progress(f"Calibration: {model.calibration['name']} ({model.calibration['why']})")
 
     # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
