@@ -64,9 +64,14 @@ def checked_records(
 FactorChoice = Literal["tiers", "all", "none", "true", "false"]
 
 
-def tier_of(p: float, floors: dict[str, float]) -> str | None:
-    """The tier a probability gets by a stored cohort's boundaries (None when no cohort is stored)."""
-    return next((t for t in ("high", "medium") if t in floors and p >= floors[t]), "low" if floors else None)
+def tiers_of(p: np.ndarray, floors: dict[str, float]) -> np.ndarray:
+    """The tier each probability gets by a stored cohort's boundaries: high at or above its floor, else
+    medium at or above its floor, else low (None for every record when no cohort is stored)."""
+    out = np.full(len(p), "low" if floors else None, dtype=object)
+    for tier in ("medium", "high"):  # high last: it wins where both floors are reached
+        if tier in floors:
+            out[p >= floors[tier]] = tier
+    return out
 
 
 def score_records(
@@ -86,7 +91,7 @@ def score_records(
     basis, floors, explained = api.tier_floors(point)
 
     def acted_on(p: np.ndarray) -> np.ndarray:
-        return np.array([tier_of(x, floors) in explained for x in np.round(p, 6).tolist()], dtype=bool)
+        return np.isin(tiers_of(np.round(p, 6), floors), list(explained))
 
     which = acted_on if factors == "tiers" and floors else None
     try:
@@ -101,13 +106,15 @@ def score_records(
         ) from None
     out = []
     id_column, labels = contract.id_column, contract.feature_labels
-    for i, (row, prob, found) in enumerate(zip(rows, np.round(p, 6).tolist(), factor_lists, strict=True)):
+    shown = np.round(p, 6)
+    tiers = tiers_of(shown, floors).tolist()
+    for i, (row, prob, tier, found) in enumerate(zip(rows, shown.tolist(), tiers, factor_lists, strict=True)):
         out.append(
             ScoredRecord(
                 index=i,
                 student_id=row[id_column],
                 probability=prob,
-                tier=tier_of(prob, floors),
+                tier=tier,
                 factors=stored_factors(found, labels),
                 explained=bool(found),
             )

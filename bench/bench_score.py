@@ -48,7 +48,7 @@ from risk_model.config import Settings, load_config  # noqa: E402
 from risk_model.demo import make_demo  # noqa: E402
 from risk_model.registry import Registry  # noqa: E402
 from risk_model.schema import validate  # noqa: E402
-from risk_model.score import CHUNK, _threads, explain_inputs, model_input, score  # noqa: E402
+from risk_model.score import _threads, explain_inputs, model_input, score  # noqa: E402
 
 
 def load() -> str:
@@ -142,8 +142,8 @@ def main() -> None:
                 last = (df, held["r"])
         print(
             f"load average {load()}. ratio = no factors / bare predict, wall time, the bare one the faster of 1 thread "
-            "and all cores (aim: >= 0.5); cpu ratio = CPU time of bare predict with the threads scoring uses (1 below "
-            f"{CHUNK:,} students, all cores above) / CPU time of scoring. with factors/s: every student scored, the "
+            "and all cores (aim: >= 0.5); cpu ratio = CPU time of bare predict with the threads scoring uses (`score._threads`: 1 below "
+            "100 students, all cores above) / CPU time of scoring. with factors/s: every student scored, the "
             "explained share with TreeSHAP; explaining everyone runs at about the bare contrib rate (every tier/s)."
         )
         api_paths(settings, config, bundle, last, args.records)

@@ -39,22 +39,24 @@ def expected_roc_auc(p: np.ndarray) -> float:
     return float((at_risk * (below + 0.5 * fine)).sum() / (at_risk.sum() * fine.sum()))
 
 
-def expected_recall_top_k(p: np.ndarray, k_percent: float) -> float:
-    """Expected share of all struggling students found among the k% with the highest risk."""
+def expected_recall_top_k(p: np.ndarray, k_percent: float, rank: np.ndarray | None = None) -> float:
+    """Expected share of all struggling students found among the k% with the highest risk (`rank`: each
+    student's place, 1 = highest risk, if known already)."""
     p = np.asarray(p, dtype=float)
     if len(p) == 0 or p.sum() == 0:
         return float("nan")
     n_top = max(1, math.ceil(len(p) * k_percent / 100))
-    top = np.argsort(-p, kind="stable")[:n_top]
+    top = np.argsort(-p, kind="stable")[:n_top] if rank is None else np.asarray(rank) <= n_top
     return float(p[top].sum() / p.sum())
 
 
-def expected_performance(p: np.ndarray, k_percent: float) -> dict[str, float]:
-    """Expected ROC AUC, recall in the top k% and at-risk rate of an intake, from its probabilities alone."""
+def expected_performance(p: np.ndarray, k_percent: float, rank: np.ndarray | None = None) -> dict[str, float]:
+    """Expected ROC AUC, recall in the top k% and at-risk rate of an intake, from its probabilities alone
+    (`rank`: as `expected_recall_top_k`)."""
     p = np.asarray(p, dtype=float)
     return {
         "n": int(len(p)),
         "roc_auc": expected_roc_auc(p),
-        "recall_top_k": expected_recall_top_k(p, k_percent),
+        "recall_top_k": expected_recall_top_k(p, k_percent, rank),
         "at_risk_rate": float(p.mean()) if len(p) else float("nan"),
     }

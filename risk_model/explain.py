@@ -44,12 +44,14 @@ def factor_text(
     factor: Mapping,
     label: str,
     *,
-    typical: float | None = None,
+    typical: float | str | None = None,
     value_label: str | None = None,
     value_text: str | None = None,
 ) -> str:
-    """One factor in words. `value_label` replaces the raw value of a coded column ("1" -> "yes");
-    `value_text` is `format_value` of the factor's value when the caller has made it already."""
+    """One factor in words. `typical`: the typical value (text: already `format_value`d); `value_label`
+    replaces the raw value of a coded column ("1" -> "yes"); `value_text` is `format_value` of the
+    factor's value when the caller has made it already."""
     value = value_label if value_label is not None else value_text or format_value(factor.get("value"))
-    comparison = f" (typical: {format_value(typical)})" if typical is not None and value != MISSING else ""
+    shown = typical if isinstance(typical, str) else format_value(typical)
+    comparison = f" (typical: {shown})" if typical is not None and value != MISSING else ""
     return f"{label}: {value}{comparison}, {factor['direction']} risk"

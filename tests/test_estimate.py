@@ -26,6 +26,9 @@ def test_expected_recall_and_rate_by_hand():
     assert expected_recall_top_k(p, 25) == pytest.approx(0.9 / 1.6)  # top 25% of 4 = 1 student
     est = expected_performance(p, 50)
     assert est["at_risk_rate"] == pytest.approx(0.4) and est["recall_top_k"] == pytest.approx(1.4 / 1.6)
+    # with the ranks scoring has already computed (the tie at 0.1 broken either way): the same figures
+    assert expected_performance(p, 50, rank=np.array([1, 2, 4, 3])) == est
+    assert expected_recall_top_k(p, 75, rank=np.array([1, 2, 4, 3])) == pytest.approx(1.5 / 1.6)
 
 
 def test_estimate_matches_realised_auc_when_probabilities_are_right():

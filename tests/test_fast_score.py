@@ -184,3 +184,14 @@ def test_text_rules_match_the_former_vectorised_expressions():
     for rule, old in ((key_text, old_key), (category_text, old_category)):
         got = [rule(v) for v in cells]
         assert all(a == b or (pd.isna(a) and pd.isna(b)) for a, b in zip(got, old.tolist(), strict=True)), rule
+
+
+def test_records_get_the_tier_of_the_stored_cohorts_floors():
+    """POST /v1/score tiers a record by the newest stored cohort's boundaries: at or above a floor is that
+    tier, high wins over medium; no stored cohort, no tier."""
+    from api.scoring import tiers_of
+
+    p = np.array([0.95, 0.8, 0.79999, 0.5, 0.1])
+    assert tiers_of(p, {"high": 0.8, "medium": 0.5}).tolist() == ["high", "high", "medium", "medium", "low"]
+    assert tiers_of(p, {"high": 0.8}).tolist() == ["high", "high", "low", "low", "low"]
+    assert tiers_of(p, {}).tolist() == [None] * 5

@@ -15,7 +15,7 @@ from risk_model.config import ScoringConfig, Settings
 from risk_model.demo import make_demo
 from risk_model.registry import Registry, RegistryError
 from risk_model.schema import validate
-from risk_model.score import score, tiers
+from risk_model.score import ranks, score, tier_codes, tier_counts, tiers
 from risk_model.splits import ForwardCohortSplit
 from risk_model.train import train
 
@@ -141,6 +141,21 @@ def test_tiers_by_capacity_and_threshold():
     assert set(t[p >= 0.9]) == {"high"}
     t = tiers(p, ScoringConfig(tier_mode="threshold", high_threshold=0.8, medium_threshold=0.5))
     assert (t == "high").sum() == (p >= 0.8).sum()
+    codes = tier_codes(p, ScoringConfig(high_share=0.1, medium_share=0.3))
+    assert tier_counts(codes) == {"high": 10, "medium": 20, "low": 70}
+
+
+@pytest.mark.parametrize("distinct", [3, 50, 10_000])
+def test_ranks_break_ties_by_id_as_a_full_sort_does(distinct):
+    """Sorting by risk, then only the runs of equal risk by id, gives the order of one sort by (risk, id),
+    whether ties are everywhere (3 distinct risks), common or absent, with ids given as NumPy or pandas."""
+    rng = np.random.default_rng(distinct)
+    p = rng.integers(0, distinct, 2_000) / distinct
+    ids = np.array([f"S{i:05d}" for i in rng.permutation(2_000)], dtype=object)
+    expected = np.empty(2_000, dtype=np.int64)
+    expected[np.lexsort((ids.astype(str), -p))] = np.arange(1, 2_001)
+    np.testing.assert_array_equal(ranks(p, ids), expected)
+    np.testing.assert_array_equal(ranks(p, pd.Series(ids, index=rng.permutation(2_000))), expected)
 
 
 def test_scores_have_factors_with_direction(trained_home, demo_config):
