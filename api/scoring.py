@@ -110,7 +110,7 @@ def score_records(
     tiers = tiers_of(shown, floors).tolist()
     for i, (row, prob, tier, found) in enumerate(zip(rows, shown.tolist(), tiers, factor_lists, strict=True)):
         out.append(
-            ScoredRecord(
+            ScoredRecord.model_construct(  # the service's own values (see `answers.factors`)
                 index=i,
                 student_id=row[id_column],
                 probability=prob,
