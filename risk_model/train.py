@@ -521,15 +521,9 @@ def train(
     df = df.reset_index(drop=True)
     cohorts = df[c.cohort_column].astype(str).to_numpy()
     order = c.sort_cohorts(cohorts)
-    y = at_risk(df, c)
-    if len(np.unique(y)) < 2:
-        raise ValueError(
-            f"Training data has only {'at-risk' if y.all() else 'not-at-risk'} students: "
-            f"need both outcomes (at-risk values are {c.at_risk_values})."
-        )
+    y = _outcomes(df, c)
     levels = category_levels(df, c)
     X = build_features(df, c, levels)
-    k = t.top_k_percent
 
     # the runs of the procedure: the champion on every cohort, and each backtest year on the cohorts before it
     years = list(ForwardCohortSplit(order=c.cohort_key).split(X, y, cohorts)) if len(order) >= 2 else []
@@ -554,52 +548,14 @@ def train(
         units.append(("year", year_args, {"search": by_run[i], "on_all_rows": on_all.get(i)}))
     units += [("baseline", ("logistic", X.iloc[tr], y[tr], X.iloc[te], c), {}) for tr, te in folds]
     results = _fit_stage(map, fit, units, [len(y), *(len(tr) for tr, _ in years)], t, threads)
-    model: FittedModel = results[0]
     year_results: list[YearResult] = results[1 : 1 + len(years)]
+    model, choices = _calibrate(results[0], year_results, t, progress)
 
-    # calibration, out of time: each year's model with the evidence of the years before it, the champion with all
-    steps = [year.step() for year in year_results]
-    judged = judge(steps)
-    choices = [choose(steps[:i], step.oof, t.calibration, judged=judged[:i]) for i, step in enumerate(steps)]
-    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration, judged=judged))
-    progress(f"Calibration: {model.calibration['name']} ({model.calibration['why']})")
-
-    # "promised": for each backtest cohort, the CV estimate of the model that then predicted it
-    metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}, "promised_by_cohort": {}}
-    metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
-    metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
-    metrics["cv"]["base_rate"] = evaluate.metrics_by_cohort(cohorts, y, _fold_base_rate(y, folds), k)
     logistic = np.empty(len(y))
     for (_, te), p in zip(folds, results[1 + len(years) :], strict=True):
         logistic[te] = p
-    metrics["cv"]["logistic"] = evaluate.metrics_by_cohort(cohorts, y, logistic, k)
-
-    backtest_predictions = None
-    families: dict[str, str] = {}  # the family each backtest model chose, by the cohort it then predicted
-    calibrations: dict[str, dict] = {}  # the calibration each backtest model chose, by the cohort it predicted
-    parts = []
-    for year, choice in zip(year_results, choices, strict=True):
-        p_oof = choice.calibrator(year.oof["raw"].to_numpy())
-        metrics["promised"][year.cohort] = evaluate.metrics(year.oof["y"], p_oof, k)
-        # the same by cohort: what a promise about this cohort, made by that model, rests on
-        metrics["promised_by_cohort"][year.cohort] = evaluate.metrics_by_cohort(
-            year.oof["cohort"].to_numpy(), year.oof["y"].to_numpy(), p_oof, k
-        )
-        families[year.cohort] = year.family
-        calibrations[year.cohort] = choice.to_dict()
-        parts.append(year.predictions.assign(lightgbm=choice.calibrator(year.raw)))  # the product
-    if year_results:
-        backtest_predictions = pd.concat(parts, ignore_index=True)
-        g, yy = backtest_predictions["cohort"].to_numpy(), backtest_predictions["y"].to_numpy()
-        for name in ("lightgbm", "base_rate", "logistic"):
-            metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, backtest_predictions[name].to_numpy(), k)
-
-    summary = summarize(metrics, t)
-    summary["family"], summary["family_why"] = model.family, model.family_why
-    summary["family_by_cohort"] = families
-    summary["calibration"] = model.calibration
-    summary["calibration_by_cohort"] = calibrations
-    summary["headline"] += f" Model family: {model.family} ({model.family_why})."
+    metrics, backtest_predictions = _measure(X, y, cohorts, model, year_results, choices, folds, logistic, t)
+    summary = _summary(metrics, t, model, year_results, choices)
     progress(summary["headline"])
     return TrainResult(
         model=model,
@@ -610,6 +566,87 @@ def train(
         fingerprint=fingerprint(df),
         backtest_predictions=backtest_predictions,
     )
+
+
+def _outcomes(df: pd.DataFrame, c: DatasetContract) -> np.ndarray:
+    """1 for each at-risk student; an error when the table holds only one outcome."""
+    y = at_risk(df, c)
+    if len(np.unique(y)) < 2:
+        raise ValueError(
+            f"Training data has only {'at-risk' if y.all() else 'not-at-risk'} students: "
+            f"need both outcomes (at-risk values are {c.at_risk_values})."
+        )
+    return y
+
+
+def _calibrate(
+    model: FittedModel, year_results: list[YearResult], t: TrainingConfig, progress: Progress
+) -> tuple[FittedModel, list[Choice]]:
+    """Calibration, out of time: each year's model with the evidence of the years before it (its choice is
+    returned), the champion with all of it."""
+    steps = [year.step() for year in year_results]
+    judged = judge(steps)
+    choices = [choose(steps[:i], step.oof, t.calibration, judged=judged[:i]) for i, step in enumerate(steps)]
+    model = model.calibrated(choose(steps, model.oof_scores(), t.calibration, judged=judged))
+    progress(f"Calibration: {model.calibration['name']} ({model.calibration['why']})")
+    return model, choices
+
+
+def _measure(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    cohorts: np.ndarray,
+    model: FittedModel,
+    year_results: list[YearResult],
+    choices: list[Choice],
+    folds: list,
+    logistic: np.ndarray,
+    t: TrainingConfig,
+) -> tuple[dict[str, dict], pd.DataFrame | None]:
+    """Metrics by cohort of the model and its baselines: on its training rows, out of fold, and in the forward
+    backtest (each cohort predicted by a model trained before it), with "promised": for each backtest
+    cohort, the CV estimate of the model that then predicted it. Also the backtest's predictions."""
+    k = t.top_k_percent
+    metrics: dict[str, dict] = {"train": {}, "cv": {}, "backtest": {}, "promised": {}, "promised_by_cohort": {}}
+    metrics["train"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.predict(X), k)
+    metrics["cv"]["lightgbm"] = evaluate.metrics_by_cohort(cohorts, y, model.oof.p.to_numpy(), k)
+    metrics["cv"]["base_rate"] = evaluate.metrics_by_cohort(cohorts, y, _fold_base_rate(y, folds), k)
+    metrics["cv"]["logistic"] = evaluate.metrics_by_cohort(cohorts, y, logistic, k)
+    if not year_results:
+        return metrics, None
+    parts = []
+    for year, choice in zip(year_results, choices, strict=True):
+        p_oof = choice.calibrator(year.oof["raw"].to_numpy())
+        metrics["promised"][year.cohort] = evaluate.metrics(year.oof["y"], p_oof, k)
+        # the same by cohort: what a promise about this cohort, made by that model, rests on
+        metrics["promised_by_cohort"][year.cohort] = evaluate.metrics_by_cohort(
+            year.oof["cohort"].to_numpy(), year.oof["y"].to_numpy(), p_oof, k
+        )
+        parts.append(year.predictions.assign(lightgbm=choice.calibrator(year.raw)))  # the product
+    predictions = pd.concat(parts, ignore_index=True)
+    g, yy = predictions["cohort"].to_numpy(), predictions["y"].to_numpy()
+    for name in ("lightgbm", "base_rate", "logistic"):
+        metrics["backtest"][name] = evaluate.metrics_by_cohort(g, yy, predictions[name].to_numpy(), k)
+    return metrics, predictions
+
+
+def _summary(
+    metrics: dict[str, dict],
+    t: TrainingConfig,
+    model: FittedModel,
+    year_results: list[YearResult],
+    choices: list[Choice],
+) -> dict:
+    """`summarize`'s verdict with the model family and calibration chosen, overall and by backtest cohort."""
+    summary = summarize(metrics, t)
+    summary["family"], summary["family_why"] = model.family, model.family_why
+    summary["family_by_cohort"] = {year.cohort: year.family for year in year_results}
+    summary["calibration"] = model.calibration
+    summary["calibration_by_cohort"] = {
+        year.cohort: choice.to_dict() for year, choice in zip(year_results, choices, strict=True)
+    }
+    summary["headline"] += f" Model family: {model.family} ({model.family_why})."
+    return summary
 
 
 def _fold_base_rate(y: np.ndarray, folds: list) -> np.ndarray:
