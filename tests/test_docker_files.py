@@ -104,8 +104,11 @@ def test_image_installs_the_lock_ci_installs():
     assert "uv sync --frozen" in runs and "uv.lock" in copies, "the image installs uv.lock, as `make` does"
     assert "--frozen" in (REPO / "Makefile").read_text()
     assert not (DOCKER / "requirements.txt").exists(), "one lock: uv.lock"
-    for package in ("api", "cli", "flows", "reports", "risk_model"):  # the console script imports cli and api
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    for package in [p.rstrip("*") for p in packages["include"]]:  # every package the wheel ships
         assert f"{package} ./{package}" in copies, f"the image does not copy {package}/"
+    env = " ".join(arg for op, arg in dockerfile_instructions() if op == "ENV")
+    assert "UV_COMPILE_BYTECODE=1" in env, "bytecode compiled at install, as `make setup` does"
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     versions = {p["name"]: p["version"] for p in lock["package"]}
     assert not versions["fastapi"].startswith(("0.151", "0.152", "0.153", "0.154", "0.155")), "fastapi < 0.151"
