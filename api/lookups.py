@@ -36,18 +36,8 @@ def _compiled(cohort: bool, point: bool) -> tuple[str, dict]:
 
 
 _PG_LOOKUP = {shape: _compiled(*shape) for shape in _SHAPES}
-_LOOKUP_COLUMNS = (
-    "cohort",
-    "point",
-    "probability",
-    "tier",
-    "rank",
-    "factors",
-    "model_version",
-    "scored_at",
-    "id",
-    "inputs",
-)
+# the names of what the lookup selects, in its order (the rows come back as plain tuples)
+_LOOKUP_COLUMNS = tuple(c.name for c in store.student_query(cohort=False, point=False, audited=True).selected_columns)
 
 
 async def open_lookup_pool(engine: Engine, *, size: int = 8, durable_audit: bool = True) -> Any:
