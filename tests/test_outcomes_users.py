@@ -557,13 +557,19 @@ def test_cli_options_reach_the_flow_and_the_deployment(monkeypatch, tmp_path):
     )
 
 
-@pytest.mark.slow  # the CLI end to end on a trained home: refused, then merged, with the reports after
-def test_cli_partial_outcomes_refused_then_merged(scored, small_demo, tmp_path):
+def _all_recorded_then_a_part(scored: Settings, small_demo, tmp_path: Path) -> Path:
+    """Every 2023 outcome recorded; returns a file of all but the first 100 of them (a partial file)."""
     full = tmp_path / "outcomes-2023.csv"
     small_demo.outcomes.to_csv(full, index=False)
     _record(scored, full)
     part = tmp_path / "late.csv"
     small_demo.outcomes.iloc[100:].to_csv(part, index=False)
+    return part
+
+
+@pytest.mark.slow  # the CLI end to end on a trained home: refused, then merged, with the reports after
+def test_cli_partial_outcomes_refused_then_merged(scored, small_demo, tmp_path):
+    part = _all_recorded_then_a_part(scored, small_demo, tmp_path)
     args = ["outcomes", str(part), "-c", str(DEMO), "--home", str(scored.home)]
     res = CliRunner().invoke(app, args, env={"COLUMNS": "2000"})
     assert res.exit_code == 2
@@ -591,11 +597,7 @@ def test_outcomes_flow_refuses_then_replaces(scored, small_demo, tmp_path):
 
     from flows.pipeline import outcomes_flow
 
-    full = tmp_path / "outcomes-2023.csv"
-    small_demo.outcomes.to_csv(full, index=False)
-    _record(scored, full)
-    part = tmp_path / "late.csv"
-    small_demo.outcomes.iloc[100:].to_csv(part, index=False)
+    part = _all_recorded_then_a_part(scored, small_demo, tmp_path)
     with prefect_test_harness(server_startup_timeout=120):
         state = outcomes_flow(str(DEMO), str(part), str(scored.home), return_state=True)
         assert state.is_failed() and len(_recorded(scored, "2023")) == 800
