@@ -42,7 +42,7 @@ def run_one(n: int) -> dict:
     quiet = lambda _: None  # noqa: E731
     out: dict = {"n_students": n}
     t = time.perf_counter()
-    d = make_demo(n_per_cohort=n // 7, n_past=6, seed=0)
+    d = make_demo(n_per_cohort=n // 7, n_past=6, seed=0, activity=False)
     out["generate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

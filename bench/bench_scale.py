@@ -101,7 +101,7 @@ def main() -> None:
             f"model: {bundle.metadata['n_trees']} trees, {len(bundle.features)} features "
             f"(trained in {time.perf_counter() - started:.0f} s)"
         )
-        base = make_demo(n_per_cohort=min(max(args.sizes), 1_000_000), n_past=1, seed=4).intake
+        base = make_demo(n_per_cohort=min(max(args.sizes), 1_000_000), n_past=1, seed=4, activity=False).intake
         base = validate(base, config.dataset, stage="score", source="bench")
         rows, skipped = [], []
         sample = intake(args.factor_sample, base)

@@ -140,7 +140,7 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
         )
 
     out: dict = {"students": n, "layout": layout, "load_start": load()}
-    d = make_demo(n_per_cohort=n // 7, n_past=6, seed=0)
+    d = make_demo(n_per_cohort=n // 7, n_past=6, seed=0, activity=False)
     history = validate(d.history, c, stage="train", source="history").reset_index(drop=True)
     intake = validate(d.intake, c, stage="score", source="intake")
     del d

@@ -102,7 +102,7 @@ def main() -> None:
             f"{time.perf_counter() - t:.0f} s; factors at scoring for tiers {list(s.factor_tiers)} "
             f"(high {s.high_share:.0%}, medium to {s.medium_share:.0%} of the intake)"
         )
-        raw_intake = make_demo(n_per_cohort=min(max(args.sizes), 200_000), n_past=1, seed=4).intake
+        raw_intake = make_demo(n_per_cohort=min(max(args.sizes), 200_000), n_past=1, seed=4, activity=False).intake
         base = validate(raw_intake, c, stage="score", source="bench")
         head = (
             f"{'students':>9} {'bare predict/s':>14} {'no factors/s':>12} {'ratio':>5} {'cpu ratio':>9}  "

@@ -71,8 +71,14 @@ def _activity(seed: int, year: int, df: pd.DataFrame, engagement: np.ndarray) ->
 
 
 def _cohort(
-    rng: np.random.Generator, year: int, n: int, admissions_change: bool, mechanism_shift: float, seed: int = 0
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng: np.random.Generator,
+    year: int,
+    n: int,
+    admissions_change: bool,
+    mechanism_shift: float,
+    seed: int = 0,
+    with_activity: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     q_p = np.array([0.55, 0.2, 0.1, 0.1, 0.05])
     age_p = np.array([0.75, 0.15, 0.10])
     if admissions_change:
@@ -140,7 +146,7 @@ def _cohort(
             "outcome": np.where(at_risk, bad, good),
         }
     )
-    return df, _activity(seed, year, df, engagement_latent)
+    return df, (_activity(seed, year, df, engagement_latent) if with_activity else None)
 
 
 def make_demo(
@@ -151,19 +157,23 @@ def make_demo(
     seed: int = 0,
     drift: bool = True,
     mechanism_shift: float = 0.0,
+    activity: bool = True,
 ) -> DemoData:
-    """Past cohorts `first_year`.. plus one new intake after them (with its later outcomes)."""
+    """Past cohorts `first_year`.. plus one new intake after them (with its later outcomes).
+
+    `activity=False` leaves the learning-platform log out (the student tables are the same): at about
+    40 rows a student it is most of the memory, 3 of 3.1 GB at a million students."""
     if n_past < 1 or n_per_cohort < 10:
         raise ValueError(f"need n_past >= 1 and n_per_cohort >= 10, got n_past={n_past}, n_per_cohort={n_per_cohort}")
     rng = np.random.default_rng(seed)
-    past = [_cohort(rng, first_year + i, n_per_cohort, False, 0.0, seed) for i in range(n_past)]
-    new, new_activity = _cohort(rng, first_year + n_past, n_per_cohort, drift, mechanism_shift, seed)
+    past = [_cohort(rng, first_year + i, n_per_cohort, False, 0.0, seed, activity) for i in range(n_past)]
+    new, new_activity = _cohort(rng, first_year + n_past, n_per_cohort, drift, mechanism_shift, seed, activity)
     history = pd.concat([p[0] for p in past], ignore_index=True)
     return DemoData(
         history=history,
         intake=new.drop(columns=["outcome"]),
         outcomes=new[["student_id", "cohort", "outcome"]],
-        activity=pd.concat([*(p[1] for p in past), new_activity], ignore_index=True),
+        activity=pd.concat([*(p[1] for p in past), new_activity], ignore_index=True) if activity else None,
     )
 
 

@@ -284,3 +284,13 @@ def test_train_calibrates_each_backtest_cohort_with_earlier_evidence_only(demo_t
     assert r.summary["calibration"]["judged_on"] == list(by)[-len(r.summary["calibration"]["judged_on"]) :]
     # the stored out-of-fold probabilities are the chosen calibrator applied to the out-of-fold log-odds
     assert r.model.oof.p.to_numpy() == pytest.approx(r.model.calibrator(r.model.oof.raw.to_numpy()))
+
+
+def test_demo_without_activity_draws_the_same_students():
+    with_log, without = (
+        make_demo(n_per_cohort=200, n_past=2, seed=3),
+        make_demo(n_per_cohort=200, n_past=2, seed=3, activity=False),
+    )
+    assert without.activity is None and len(with_log.activity) > 0
+    pd.testing.assert_frame_equal(with_log.history, without.history)
+    pd.testing.assert_frame_equal(with_log.intake, without.intake)
