@@ -47,6 +47,11 @@ def factors(stored: list[dict], labels: dict[str, str]) -> list[Factor]:
     ]
 
 
+def factor_dicts(stored: list[dict], labels: dict[str, str]) -> list[dict]:
+    """`factors(...)` as the plain dicts a JSON answer written without the models holds."""
+    return [{"feature": f["feature"], "direction": f["direction"], "label": factor_label(f, labels)} for f in stored]
+
+
 def factor_label(f: dict, labels: dict[str, str]) -> str:
     """A stored factor's words, or its feature's label and direction."""
     return f.get("text") or f"{labels.get(f['feature'], f['feature'].replace('_', ' '))} {f['direction']} risk"
@@ -132,10 +137,7 @@ def student_risk_json(student_id: str, row: dict, labels: dict[str, str]) -> byt
             "probability": float(row["probability"]),
             "tier": row["tier"],
             "rank": int(row["rank"]),
-            "factors": [
-                {"feature": f["feature"], "direction": f["direction"], "label": factor_label(f, labels)}
-                for f in row["factors"]
-            ],
+            "factors": factor_dicts(row["factors"], labels),
             "model_version": row["model_version"],
             "scored_at": utc(row["scored_at"]),
         }

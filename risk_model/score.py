@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,6 +189,16 @@ def _threads(n: int) -> int:
     return 1 if n < 100 else 0
 
 
+def _request_threads(n: int) -> int:
+    """`_threads` for records sent to the API, whose server runs with OMP_NUM_THREADS=1 (`student-risk serve`:
+    concurrency comes from requests, so LightGBM's default there is one thread): from 100 rows every core
+    this process may use, named explicitly, so a batch of 1,000 records with factors does not wait on one
+    core (TreeSHAP of 1,000 rows: 50 ms on 2 threads, 100 ms on one)."""
+    if n < 100:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _linear_input(df: pd.DataFrame, bundle: Bundle) -> pd.DataFrame | None:
     """The columns the linear part of a blended model reads, as given (numbers as float); None: no blend."""
     linear, weight = bundle.linear
@@ -329,7 +340,7 @@ def score_rows(
         if new:
             unseen[col] = {str(k): int(v) for k, v in new.most_common()}
     X, shown = feature_matrix(rows, bundle.features, codes, bundle.fill)
-    raw = bundle.booster.predict(X, raw_score=True, num_threads=_threads(len(X)))
+    raw = bundle.booster.predict(X, raw_score=True, num_threads=_request_threads(len(X)))
     linear, weight = bundle.linear
     if linear is not None and weight < 1.0:  # a blended model: the linear part reads the values as given
         given = {c: [r[c] for r in rows] for c in [*linear.numeric, *linear.categorical]}
@@ -339,7 +350,7 @@ def score_rows(
     if factors and s.n_factors:
         chosen = np.flatnonzero(explain_if(p)) if explain_if is not None else np.arange(len(X))
         if len(chosen):
-            contrib = bundle.booster.predict(X[chosen], pred_contrib=True, num_threads=_threads(len(chosen)))
+            contrib = bundle.booster.predict(X[chosen], pred_contrib=True, num_threads=_request_threads(len(chosen)))
             found = factors_of(contrib, bundle.features, shown[chosen], s.n_factors, describer(bundle))
             for i, f in zip(chosen, found, strict=True):
                 factor_lists[i] = f

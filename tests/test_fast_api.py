@@ -11,6 +11,7 @@ import pandas as pd
 from test_api import Api, api, records, store_url  # noqa: F401  (shared fixtures)
 
 from api.answers import student_risk, student_risk_json
+from api.models import ScoreResponse
 from risk_model.config import ScoringConfig
 from risk_model.registry import Registry
 from risk_model.schema import validate
@@ -46,6 +47,8 @@ def test_score_endpoint_equals_the_frame_path(api):  # noqa: F811
         r = api.post("/v1/score", params={"factors": str(with_factors).lower()}, json={"records": recs})
         assert r.status_code == 200, r.text
         body = r.json()
+        # written without the models: the very document the response model describes, field for field
+        assert ScoreResponse.model_validate(body).model_dump(mode="json") == body
         got = np.array([x["probability"] for x in body["results"]])
         assert np.max(np.abs(got - np.round(p, 6))) <= 1e-9
         assert [x["student_id"] for x in body["results"]] == frame[c.id_column].tolist()
