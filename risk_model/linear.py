@@ -11,8 +11,8 @@ clipped at 5 SD; categories seen at least `min_count` times get a one-hot column
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ class LinearPart:
     numeric: dict[str, dict]  # feature -> {median, asinh, mean, scale, coef, missing_coef}
     categorical: dict[str, dict[str, float]]  # feature -> {level: coef}
     intercept: float
+    # feature -> its term's mean over the training rows: a term minus its mean is the feature's exact
+    # contribution to the log-odds (SHAP of an additive model); empty in versions saved before it existed
+    centre: dict[str, float] = field(default_factory=dict)
 
     def logit(self, X: pd.DataFrame | Mapping[str, list], n: int | None = None) -> np.ndarray:
         """Log-odds of each row of a `features.build_features` frame, or of `n` records given as one list per
@@ -34,25 +37,38 @@ class LinearPart:
         the whole prediction of one record."""
         n = len(X) if isinstance(X, pd.DataFrame) else len(next(iter(X.values()), [])) if n is None else n
         z = np.full(n, self.intercept)
+        for _, term in self._terms(X):
+            z += term
+        return z
+
+    def contributions(self, X: pd.DataFrame | Mapping[str, list]) -> tuple[dict[str, np.ndarray], float]:
+        """Each feature's contribution to the log-odds of each row (its term minus the term's training mean)
+        and the expected log-odds they add to: `logit` is their sum. Needs `centre` (a version fitted with it)."""
+        return (
+            {col: term - self.centre[col] for col, term in self._terms(X)},
+            self.intercept + sum(self.centre.values()),
+        )
+
+    def _terms(self, X: pd.DataFrame | Mapping[str, list]) -> Iterator[tuple[str, np.ndarray]]:
+        """Each feature's additive term of the log-odds, for the rows of `X` (a frame or one list per column)."""
         for col, p in self.numeric.items():
             values = X[col]
             x = values.to_numpy(dtype="float64") if isinstance(values, pd.Series) else np.array(values, dtype="float64")
             missing = np.isnan(x)
-            z += p["coef"] * _scaled(np.where(missing, p["median"], x), p) + p["missing_coef"] * missing
+            yield col, p["coef"] * _scaled(np.where(missing, p["median"], x), p) + p["missing_coef"] * missing
         for col, coefs in self.categorical.items():
             values = X[col]
             if isinstance(values, pd.Series):
-                z += values.astype(object).map(coefs).fillna(0.0).to_numpy(dtype="float64")
+                yield col, values.astype(object).map(coefs).fillna(0.0).to_numpy(dtype="float64")
             else:  # a level the model has no coefficient for (unseen, missing) adds nothing, as above
-                z += np.array([coefs.get(v, 0.0) if isinstance(v, str) else 0.0 for v in values], dtype="float64")
-        return z
+                yield col, np.array([coefs.get(v, 0.0) if isinstance(v, str) else 0.0 for v in values], dtype="float64")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> LinearPart:
-        return cls(d["numeric"], d["categorical"], float(d["intercept"]))
+        return cls(d["numeric"], d["categorical"], float(d["intercept"]), d.get("centre", {}))
 
     @classmethod
     def fit(
@@ -107,7 +123,8 @@ class LinearPart:
         for col in numeric:
             numeric_out[col] = {**prep[col], "coef": float(next(coef)), "missing_coef": float(next(coef))}
         categorical_out = {col: {lv: float(next(coef)) for lv in levels[col]} for col in categorical}
-        return cls(numeric_out, categorical_out, float(model.intercept_[0]))
+        part = cls(numeric_out, categorical_out, float(model.intercept_[0]))
+        return replace(part, centre={col: float(term.mean()) for col, term in part._terms(X)})
 
 
 def _scaled(x: np.ndarray, p: dict) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Score an intake: calibrated probability, rank, tier and the top contributing factors.
 
-Factors come from LightGBM's `pred_contrib` (exact TreeSHAP on the log-odds scale): for each
-student the features that pushed the risk up or down the most. It costs 100-200x a plain
+Factors come from LightGBM's `pred_contrib` (exact TreeSHAP on the log-odds scale; a blended model adds
+its linear part's exact contributions in the same blend, `contributions`): for each student the
+features that pushed the risk up or down the most. It costs 100-200x a plain
 predict, so it is computed where it is read: at scoring, for the tiers advisors act on
 (`[scoring] factor_tiers`, default high and medium); every other student keeps the values the
 model read (`inputs`) and gets their factors when first looked up through the API or alerted
@@ -211,6 +212,34 @@ def _linear_input(df: pd.DataFrame, bundle: Bundle) -> pd.DataFrame | None:
     return pd.DataFrame(cols, index=df.index)
 
 
+def contributions(
+    bundle: Bundle, X: np.ndarray, given: pd.DataFrame | dict[str, list] | None, threads: int
+) -> np.ndarray:
+    """Each feature's contribution to each row's log-odds and, last, the expected log-odds (LightGBM's
+    `pred_contrib` layout): exact TreeSHAP of the booster; for a blended model, the same blend of it with the
+    linear part's exact contributions (`LinearPart.contributions`), so a factor explains the score the student
+    got, not only its LightGBM half. `given`: the linear part's input for those rows (`_linear_input`, or one
+    list per column); versions saved before the linear part kept its centre explain the LightGBM half only."""
+    contrib = bundle.booster.predict(X, pred_contrib=True, num_threads=threads)
+    linear, weight = bundle.linear
+    if linear is None or weight >= 1.0 or not linear.centre or given is None:
+        return contrib
+    terms, expected = linear.contributions(given)
+    contrib = weight * contrib
+    for name, term in terms.items():
+        contrib[:, bundle.features.index(name)] += (1 - weight) * term
+    contrib[:, -1] += (1 - weight) * expected
+    return contrib
+
+
+def _given(bundle: Bundle, rows: list[dict]) -> dict[str, list] | None:
+    """The linear part's input from checked records, one list per column (None: no blend)."""
+    linear, weight = bundle.linear
+    if linear is None or weight >= 1.0:
+        return None
+    return {c: [r[c] for r in rows] for c in [*linear.numeric, *linear.categorical]}
+
+
 def probability(bundle: Bundle, df: pd.DataFrame, X: np.ndarray | None = None) -> np.ndarray:
     """The calibrated probability of each row of a validated frame (`X`: its `model_input`, if made already).
 
@@ -244,7 +273,7 @@ def explain(
     codes, describe = record_codes(bundle), describer(bundle)
     for start in range(0, len(X), CHUNK):
         part = slice(start, start + CHUNK)
-        contrib = bundle.booster.predict(X[part], pred_contrib=True, num_threads=_threads(len(X)))
+        contrib = contributions(bundle, X[part], _linear_input(df.iloc[part], bundle), _threads(len(X)))
         out += factors_of(contrib, bundle.features, shown_values(df.iloc[part], bundle.features, codes), n, describe)
         if len(X) > CHUNK:
             progress(f"Explained {min(start + CHUNK, len(X))}/{len(X)} students")
@@ -271,7 +300,7 @@ def explain_inputs(bundle: Bundle, inputs: list[dict]) -> list[list[dict]]:
         return []
     rows = [dict(zip(bundle.features, i["values"], strict=True)) for i in inputs]
     X, shown = feature_matrix(rows, bundle.features, record_codes(bundle), bundle.fill)
-    contrib = bundle.booster.predict(X, pred_contrib=True, num_threads=_threads(len(X)))
+    contrib = contributions(bundle, X, _given(bundle, rows), _threads(len(X)))
     describe, ns = describer(bundle), {int(i["n"]) for i in inputs}
     if len(ns) == 1:
         return factors_of(contrib, bundle.features, shown, ns.pop(), describe)
@@ -342,15 +371,16 @@ def score_rows(
     X, shown = feature_matrix(rows, bundle.features, codes, bundle.fill)
     raw = bundle.booster.predict(X, raw_score=True, num_threads=_request_threads(len(X)))
     linear, weight = bundle.linear
-    if linear is not None and weight < 1.0:  # a blended model: the linear part reads the values as given
-        given = {c: [r[c] for r in rows] for c in [*linear.numeric, *linear.categorical]}
+    given = _given(bundle, rows)
+    if linear is not None and given is not None:  # a blended model: the linear part reads the values as given
         raw = weight * raw + (1 - weight) * linear.logit(given, len(rows))  # `train.blend_raw`, without a frame
     p = np.asarray(bundle.calibrator(raw), dtype=float)
     factor_lists: list[list[dict]] = [[] for _ in range(len(X))]
     if factors and s.n_factors:
         chosen = np.flatnonzero(explain_if(p)) if explain_if is not None else np.arange(len(X))
         if len(chosen):
-            contrib = bundle.booster.predict(X[chosen], pred_contrib=True, num_threads=_request_threads(len(chosen)))
+            picked = None if given is None else {c: [v[i] for i in chosen] for c, v in given.items()}
+            contrib = contributions(bundle, X[chosen], picked, _request_threads(len(chosen)))
             found = factors_of(contrib, bundle.features, shown[chosen], s.n_factors, describer(bundle))
             for i, f in zip(chosen, found, strict=True):
                 factor_lists[i] = f

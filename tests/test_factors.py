@@ -333,3 +333,33 @@ def test_a_blended_model_scores_records_as_the_frame_path(small_demo, demo_confi
     assert np.max(np.abs(p_rows - p_frame)) <= 1e-9 and f_rows == f_frame
     one, _, _ = score_rows(bundle, check_records(recs[:1], c, source="request"), ScoringConfig())
     assert abs(one[0] - p_frame[0]) <= 1e-9
+
+
+def test_a_blended_model_explains_the_blended_score(small_demo, demo_config, tmp_path, monkeypatch):
+    """A blend's factors come from both halves: per student the contributions and the expected value add up
+    to the blended log-odds (LightGBM's alone add up to its half only), and the student explained later
+    (`explain_inputs`) gets the factors the scoring pass gives."""
+    from risk_model import train as train_module
+    from risk_model.score import _linear_input, contributions, explain, explain_inputs, model_input, pending_inputs
+
+    monkeypatch.setattr(train_module, "BLENDS", (0.5,))
+    history = small_demo.history[small_demo.history.cohort.isin(["2019", "2020"])]
+    result = train_module.train(
+        validate(history, demo_config.dataset, stage="train"), demo_config, progress=lambda _: None
+    )
+    registry = Registry(tmp_path)
+    bundle = registry.load(registry.save(result, demo_config), contract=demo_config.dataset)
+    linear, weight = bundle.linear
+    assert linear is not None and weight == 0.5 and set(linear.centre) == {*linear.numeric, *linear.categorical}
+    frame = validate(small_demo.intake.head(300), demo_config.dataset, stage="score")
+    X, given = model_input(bundle, frame), _linear_input(frame, bundle)
+    trees = bundle.booster.predict(X, raw_score=True)
+    blended = weight * trees + (1 - weight) * linear.logit(given)
+    contrib = contributions(bundle, X, given, 1)
+    np.testing.assert_allclose(contrib.sum(axis=1), blended, atol=1e-9)
+    assert np.max(np.abs(bundle.booster.predict(X, pred_contrib=True).sum(axis=1) - blended)) > 0.05
+    found = explain(bundle, frame, 3)
+    assert explain_inputs(bundle, pending_inputs(bundle, frame, 3)) == found
+    # the factors are the blend's top contributions, in its order
+    top = np.argsort(-np.abs(contrib[:, :-1]), axis=1)[:, :3]
+    assert [[f["feature"] for f in row] for row in found] == [[bundle.features[j] for j in r] for r in top.tolist()]
