@@ -34,22 +34,17 @@ from risk_model.paths import safe_name
 from risk_model.registry import Bundle
 
 
-def factors(stored: list[dict], labels: dict[str, str]) -> list[Factor]:
-    """Stored top factors in the words made when the student was scored (label, the student's value, a
-    typical value, the direction: `risk_model.explain`); scores stored before those words existed get
-    the label and direction only."""
-    # built without validation (`model_construct`): the fields are the service's own, typed where they are
-    # made, and validating 3,000 factors was a third of POST /v1/score for 1,000 records; tests check the
-    # answers against the OpenAPI schema (tests/test_api_fuzz.py)
-    return [
-        Factor.model_construct(feature=f["feature"], direction=f["direction"], label=factor_label(f, labels))
-        for f in stored
-    ]
-
-
 def factor_dicts(stored: list[dict], labels: dict[str, str]) -> list[dict]:
-    """`factors(...)` as the plain dicts a JSON answer written without the models holds."""
+    """Stored top factors in the words made when the student was scored (label, the student's value, a
+    typical value, the direction: `risk_model.explain`), as plain values for an answer written straight to
+    JSON; scores stored before those words existed get the label and direction only."""
     return [{"feature": f["feature"], "direction": f["direction"], "label": factor_label(f, labels)} for f in stored]
+
+
+def factors(stored: list[dict], labels: dict[str, str]) -> list[Factor]:
+    """`factor_dicts` as models. Built without validation (`model_construct`): the fields are the service's
+    own, typed where they are made; tests check the answers against the OpenAPI schema (test_api_fuzz.py)."""
+    return [Factor.model_construct(**f) for f in factor_dicts(stored, labels)]
 
 
 def factor_label(f: dict, labels: dict[str, str]) -> str:

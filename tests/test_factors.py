@@ -306,16 +306,9 @@ def test_expected_auc_equals_scikit_learns_weighted_auc():
             assert expected_roc_auc(p) == pytest.approx(want, abs=1e-12)
 
 
-def test_a_blended_model_scores_records_as_the_frame_path(small_demo, demo_config, tmp_path, monkeypatch):
-    """The per-record path applies the linear half of a blend from the records' lists (no frame): the same
-    probabilities as the frame path, with missing numbers, unseen and missing categories."""
-    import json as json_module
-
-    from test_fast_score import mixed_records
-
+def _blended_bundle(small_demo, demo_config, tmp_path, monkeypatch):
+    """A saved and loaded model that blends LightGBM with the linear part (trained on two demo cohorts)."""
     from risk_model import train as train_module
-    from risk_model.schema import check_records
-    from risk_model.score import score_rows
 
     monkeypatch.setattr(train_module, "BLENDS", (0.5,))
     history = small_demo.history[small_demo.history.cohort.isin(["2019", "2020"])]
@@ -324,7 +317,20 @@ def test_a_blended_model_scores_records_as_the_frame_path(small_demo, demo_confi
     )
     assert result.model.linear is not None
     registry = Registry(tmp_path)
-    bundle = registry.load(registry.save(result, demo_config), contract=demo_config.dataset)
+    return registry.load(registry.save(result, demo_config), contract=demo_config.dataset)
+
+
+def test_a_blended_model_scores_records_as_the_frame_path(small_demo, demo_config, tmp_path, monkeypatch):
+    """The per-record path applies the linear half of a blend from the records' lists (no frame): the same
+    probabilities as the frame path, with missing numbers, unseen and missing categories."""
+    import json as json_module
+
+    from test_fast_score import mixed_records
+
+    from risk_model.schema import check_records
+    from risk_model.score import score_rows
+
+    bundle = _blended_bundle(small_demo, demo_config, tmp_path, monkeypatch)
     c = demo_config.dataset
     recs = mixed_records(bundle, c, json_module.loads(small_demo.intake.head(200).to_json(orient="records")))
     frame = validate(pd.DataFrame(recs), c, stage="score", source="request")
@@ -339,16 +345,9 @@ def test_a_blended_model_explains_the_blended_score(small_demo, demo_config, tmp
     """A blend's factors come from both halves: per student the contributions and the expected value add up
     to the blended log-odds (LightGBM's alone add up to its half only), and the student explained later
     (`explain_inputs`) gets the factors the scoring pass gives."""
-    from risk_model import train as train_module
     from risk_model.score import _linear_input, contributions, explain, explain_inputs, model_input, pending_inputs
 
-    monkeypatch.setattr(train_module, "BLENDS", (0.5,))
-    history = small_demo.history[small_demo.history.cohort.isin(["2019", "2020"])]
-    result = train_module.train(
-        validate(history, demo_config.dataset, stage="train"), demo_config, progress=lambda _: None
-    )
-    registry = Registry(tmp_path)
-    bundle = registry.load(registry.save(result, demo_config), contract=demo_config.dataset)
+    bundle = _blended_bundle(small_demo, demo_config, tmp_path, monkeypatch)
     linear, weight = bundle.linear
     assert linear is not None and weight == 0.5 and set(linear.centre) == {*linear.numeric, *linear.categorical}
     frame = validate(small_demo.intake.head(300), demo_config.dataset, stage="score")
