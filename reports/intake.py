@@ -57,6 +57,35 @@ def empty_columns(reference: pd.DataFrame, current: pd.DataFrame, contract: Data
     return not_compared, vanished
 
 
+def cohort_attributes(
+    reference: pd.DataFrame, current: pd.DataFrame, contract: DatasetContract, skip: list[str] | tuple = ()
+) -> dict[str, dict]:
+    """Features that describe a whole cohort rather than its students (one value within each
+    training cohort, several across them: the month a presentation starts, say), judged as such.
+
+    An intake is one cohort, so such a feature's distribution always differs from the pooled training
+    cohorts; a drift test would flag it every time and add it to the weight the promise discounts. The
+    question that matters is whether the model has seen this intake's value: drifted only if not."""
+    cohort = contract.cohort_column
+    if cohort not in reference.columns or reference[cohort].nunique() < 2:
+        return {}
+    out = {}
+    for f in [f for f in contract.features if f not in skip]:
+        ref = reference[[cohort, f]].astype(object).fillna("(missing)")
+        per_cohort = ref.groupby(cohort)[f].nunique()
+        values = set(current[f].astype(object).fillna("(missing)"))
+        if (per_cohort != 1).any() or ref[f].nunique() < 2 or len(values) != 1:
+            continue
+        seen = values <= set(ref[f])
+        out[f] = {
+            "method": "cohort attribute: " + ("a value seen in training" if seen else "a value never seen in training"),
+            "score": 0.0 if seen else 1.0,
+            "threshold": None,
+            "drifted": not seen,
+        }
+    return out
+
+
 def evidently_frames(
     reference: pd.DataFrame, current: pd.DataFrame, num: list[str], cat: list[str], max_rows: int
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], bool]:
@@ -119,13 +148,14 @@ def measure(
 ) -> tuple[dict, Any]:
     """The drift numbers of the report, and Evidently's snapshot."""
     not_compared, vanished = empty_columns(reference, current, contract)
-    num = [f for f in contract.numeric_features if f not in not_compared and f not in vanished]
-    cat = list(contract.categorical)
+    attributes = cohort_attributes(reference, current, contract, skip=[*not_compared, *vanished])
+    num = [f for f in contract.numeric_features if f not in not_compared and f not in vanished and f not in attributes]
+    cat = [f for f in contract.categorical if f not in attributes]
     ref, cur, names, sampled = evidently_frames(reference, current, num, cat, cfg.max_rows)
     snapshot = run_evidently(ref, cur, num, cat, cfg)
     columns = drift_results(snapshot, names)
     risk = columns.pop("risk")
-    features = {**{c: v for c, v in columns.items() if c in num + cat}, **vanished}
+    features = {**{c: v for c, v in columns.items() if c in num + cat}, **vanished, **attributes}
     drifted = sorted((c for c, v in features.items() if v.get("drifted")), key=lambda c: -features[c]["score"])
     share = len(drifted) / max(1, len(features))
     numbers = {

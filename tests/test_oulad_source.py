@@ -306,6 +306,21 @@ def test_features_by_hand(small_dir: Path) -> None:
     assert s1.cohort == "2013J" and s1.code_module == "AAA"
 
 
+def test_start_month_is_read_from_the_presentation_code(raw_dir: Path, tmp_path: Path) -> None:
+    """B presentations start in February, J in October (the dataset's documentation); a letter it does
+    not document is 'unknown', never a guess. Known before the start, so the same on every day."""
+    t = build_table(raw_dir, 0)
+    assert dict(t.groupby("cohort").start_month.unique().map(list)) == {"2013J": ["October"], "2014B": ["February"]}
+    later = build_table(raw_dir, 120)
+    assert (later.start_month == later.cohort.map({"2013J": "October", "2014B": "February"})).all()
+    raw = _read_back(raw_dir)
+    for df in raw.values():
+        if "code_presentation" in df.columns:
+            df["code_presentation"] = df["code_presentation"].replace({"2014B": "2014X"})
+    odd = build_table(_write(raw, tmp_path / "odd"), 0)
+    assert set(odd.loc[odd.cohort == "2014X", "start_month"]) == {"unknown"}
+
+
 def test_weighted_score_counts_each_assessment_equally_while_none_due_carries_weight(
     small_dir: Path, tmp_path: Path
 ) -> None:

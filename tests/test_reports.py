@@ -236,6 +236,43 @@ def test_intake_report_names_empty_columns_instead_of_failing(demo_config, small
     assert f"Not compared, no values in training or in this intake: {c.label('early_assessment_score')}" in html
 
 
+def test_a_feature_of_the_whole_cohort_is_drift_only_when_its_value_is_new(demo_config, small_demo, tmp_path):
+    """A feature with one value per training cohort (the month a cohort starts) always differs between one
+    intake and the pooled cohorts: drift only if the intake's value was never seen in training."""
+    from reports.intake import build_intake_report
+
+    c = demo_config.dataset
+    f = c.categorical[0]
+    hist = small_demo.history
+    months = dict(zip(sorted(hist[c.cohort_column].unique()), ["February", "October"] * 10, strict=False))
+    rng = np.random.default_rng(0)
+    ref = hist.assign(risk=rng.uniform(size=len(hist)), **{f: hist[c.cohort_column].map(months)})
+    cur = hist.sample(1000, random_state=1).assign(risk=rng.uniform(size=1000))
+    importance = {x: (100.0 if x == f else 1.0) for x in c.features}
+    same = build_intake_report(
+        ref, cur.assign(**{f: "October"}), c, ReportConfig(), tmp_path / "same", cohort="2099", model_version="v"
+    )
+    assert same["features"][f] == {
+        "method": "cohort attribute: a value seen in training",
+        "score": 0.0,
+        "threshold": None,
+        "drifted": False,
+    }
+    assert f not in same["drifted_features"]
+    new = build_intake_report(
+        ref, cur.assign(**{f: "June"}), c, ReportConfig(), tmp_path / "new", cohort="2099", model_version="v"
+    )
+    assert new["features"][f]["drifted"] and new["drifted_features"][0] == f
+    assert "a value never seen in training" in (tmp_path / "new" / "intake_drift.html").read_text()
+    # the promise discounts what the model leans on only when it drifted
+    from risk_model.promise import drifted_weight
+
+    drifted = {x: v["drifted"] for x, v in same["features"].items()}
+    assert drifted_weight(importance, drifted) < 0.5 <= drifted_weight(
+        importance, {x: v["drifted"] for x, v in new["features"].items()}
+    )
+
+
 def _real(variant: dict) -> pd.DataFrame:
     engine = store.connect(variant["settings"].resolved_store_url)
     try:

@@ -54,6 +54,8 @@ ASSESSMENT_FEATURES = [
     "days_since_last_submission",
 ]
 OUTCOME = "final_result"
+# The letter ending a code_presentation is the month the presentation starts (the dataset's documentation).
+START_MONTH = {"B": "February", "J": "October"}
 _FILES = ["studentInfo", "studentRegistration", "assessments", "studentAssessment", "courses"]
 RAW_FILES = [f"{name}.csv" for name in [*_FILES, "studentVle", "vle"]]
 OUTCOME_FILE = "studentInfo.csv"
@@ -69,7 +71,8 @@ def build_table(
     """The student table on day `day` of each module: known facts only, one row per enrolment.
 
     Columns: `enrolment_id` ("{code_module}-{id_student}", unique within a presentation),
-    `cohort` (the code_presentation, e.g. "2013J"), `code_module`, demographics, prior
+    `cohort` (the code_presentation, e.g. "2013J"), `code_module`, `start_month` (February for a B
+    presentation, October for a J one: intakes of the same season resemble each other), demographics, prior
     study, `date_registration`, the assessment features and, if `with_outcome`,
     `final_result`. Numbers are float64 and categories strings; the columns are the same on
     every day (no assessment yet: counts 0, scores NaN). `presentations` keeps only those
@@ -98,6 +101,7 @@ def build_table(
             "enrolment_id": rows["code_module"] + "-" + rows["id_student"].astype(str),
             "cohort": rows["code_presentation"],
             "code_module": rows["code_module"],
+            "start_month": rows["code_presentation"].str[-1].map(START_MONTH).fillna("unknown"),
         }
     )
     for col in DEMOGRAPHICS:
