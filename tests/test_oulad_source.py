@@ -298,6 +298,8 @@ def test_features_by_hand(small_dir: Path) -> None:
     assert (s2.n_due, s2.n_submitted, s2.n_missing, s2.n_late, s2.n_banked) == (3, 3, 0, 0, 1)
     assert s2.score_mean == 75 and s2.score_min == 70 and s2.score_last == 80
     assert s2.weighted_score == pytest.approx((20 * 80 + 30 * 70) / 50)
+    # Among the three on the day-45 list: AAA-4 (registered day 30, nothing submitted: 0) < AAA-1 (24) < AAA-2 (74).
+    assert t.weighted_score_pct_peers.to_dict() == pytest.approx({"AAA-1": 2 / 3, "AAA-2": 1.0, "AAA-4": 1 / 3})
     assert s2.days_since_last_submission == 20  # the banked result is not a submission this time
     # Peers on assessment 1 include student 3, who has left: mean(60, 80, 20).
     assert s1.score_vs_peers == pytest.approx((60 - 160 / 3) / 3)
@@ -470,6 +472,6 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
         (version,) = [p for p in (home / "reports" / "2014B" / f"day{day}").iterdir()]
         drift = json.loads((version / "intake_drift.json").read_text())
         # day 0: nothing due yet, and no two weeks of clicks to compare with earlier ones (activity_trend)
-        assert drift["not_compared"] == (["weighted_score", "activity_trend"] if day == 0 else [])
+        assert drift["not_compared"] == (["weighted_score_pct_peers", "activity_trend"] if day == 0 else [])
         assert {"fairness", "generalization"} <= {p.stem for p in version.glob("*.html")}
     assert (home / "reports" / "index.html").exists()

@@ -14,7 +14,9 @@ When is a fact "known by day N"? Every date here is a whole day, so the rules ar
   is still on that day's list: they can still be warned that day, and their row carries no
   trace of the unregistration. `date_unregistration` itself is never a feature.
 `score_pct_peers` is the mean percentile of the student's scores among everyone's known
-scores on the same assessments. Scores: a "?" score is a submission whose mark is unknown: it counts as submitted (not
+scores on the same assessments; `weighted_score_pct_peers` is the percentile of the weighted
+score among the classmates on the same module's list that day (modules weigh and mark
+differently, so the rank transfers where the raw figure does not). Scores: a "?" score is a submission whose mark is unknown: it counts as submitted (not
 missing) but is left out of the score statistics and of `weighted_score`, where a due
 assessment not submitted counts as 0. Weights and due dates come from the published
 assessment plan; `weighted_score` uses only assessments due by day N. Where all of those
@@ -49,6 +51,7 @@ ASSESSMENT_FEATURES = [
     "score_min",
     "score_last",
     "weighted_score",
+    "weighted_score_pct_peers",
     "score_vs_peers",
     "score_pct_peers",
     "days_since_last_submission",
@@ -269,5 +272,7 @@ def _assessment_features(rows: pd.DataFrame, assessment: pd.DataFrame, known: pd
     # Not submitted counts as 0; a submission with no recorded score ("?") is left out of the weighting.
     weight = frame["due_weight"] - frame["unscored_weight"]
     frame["weighted_score"] = (frame["weighted_sum"] / weight).where(weight > 0)
+    # the same among classmates on the list that day: modules weigh and mark differently
+    frame["weighted_score_pct_peers"] = frame.groupby(MODULE)["weighted_score"].rank(pct=True)
     frame["days_since_last_submission"] = day - frame["last_date"]
     return frame[ASSESSMENT_FEATURES].astype("float64")
