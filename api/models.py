@@ -120,6 +120,9 @@ class PromiseInfo(BaseModel):
     centre: float | None = Field(description="Mean ROC AUC of the forward backtest.")
     estimate: float | None = Field(description="Expected ROC AUC of this intake from its own probabilities.")
     drifted_weight: float | None = Field(description="Share of the model's importance in features that drifted.")
+    usual_drifted_weight: float | None = Field(
+        None, description="The largest such share between past cohorts; only drift beyond it widens the range."
+    )
     text: str
 
 

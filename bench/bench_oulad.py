@@ -250,13 +250,14 @@ def main() -> None:
     settings = Settings(home=home)
     start_peak = peak_mb()
     t0 = time.perf_counter()
+    stated = {}
     for day in days:
         point = f"day{day}"
         hist = jobs.prepare(config, args.data, stage="train", point=point, cohorts=split[latest])
         jobs.train_and_register(settings, config, hist, point=point, progress=lambda _: None)
         intake = jobs.prepare(config, args.data, stage="score", point=point, cohorts=[latest])
         jobs.score_and_store(settings, config, intake, point=point, progress=lambda _: None)
-        build.intake_report(settings, config, intake, point=point)
+        stated[day] = build.intake_report(settings, config, intake, point=point)["promise"]
     print(
         f"yearly run on OULAD with clicks ({len(days)} prediction days: train {'+'.join(split[latest])}, "
         f"score + report {latest}): "
@@ -264,6 +265,29 @@ def main() -> None:
         f"(process peak before it {start_peak:.0f} MB; run with --skip-backtest for the yearly run alone); "
         f"output in {home}"
     )
+    # What the intake reports promised on the day of scoring (drift included), against the truth.
+    from risk_model import store
+
+    c = config.dataset
+    print(f"{'day':>4} {'test':>6}  promise in the intake report (drift included)  {'truth':>6}  inside")
+    for day, promise in stated.items():
+        truth_rows = jobs.prepare(config, args.data, stage="train", point=f"day{day}", cohorts=[latest])
+        with store.opened(settings.resolved_store_url) as engine:
+            scores = store.read_scores(engine, cohort=latest, point=f"day{day}")
+        both = scores.merge(truth_rows, left_on="student_id", right_on=c.id_column)
+        truth = roc_auc_score(both[c.outcome_column].isin(c.at_risk_values), both["probability"])
+        inside = promise["status"] != "withdrawn" and round(promise["low"], 2) <= round(truth, 2) <= round(
+            promise["high"], 2
+        )
+        words = (
+            f"{promise['status']} {promise['low']:.2f}-{promise['high']:.2f}"
+            if promise["status"] != "withdrawn"
+            else "withdrawn"
+        )
+        print(
+            f"{day:>4} {latest:>6}  {words:<17} drifted {promise['drifted_weight']:.0%}, between past cohorts "
+            f"{promise.get('usual_drifted_weight', float('nan')):.0%}   {truth:>6.2f}  {'yes' if inside else 'NO'}"
+        )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ Three pieces of evidence, all known on the day an intake is scored:
   (`risk_model.estimate`), and how much of the model's weight lies in features that drifted.
 The range spans both the backtest centre and the intake's own estimate, widened by the
 noise above. When the drifted features carry much of the model's weight the promise is first
-widened, then withdrawn, and the words say why. With a single past cohort there is no evidence of
+widened, then withdrawn, and the words say why. Past cohorts drifted from each other too, and
+the cohort-to-cohort spread above already carries what that did to the AUC: so when the drift
+between past cohorts is known (`usual`, measured by the same tests), only the drift beyond it
+widens or withdraws the promise. With a single past cohort there is no evidence of
 how much performance moves between cohorts, so no range is promised (only the estimate is given).
 """
 
@@ -39,6 +42,9 @@ class Promise:
     between_cohort_sd: float
     noise_sd: float
     text: str
+    # the largest share of the model's importance that drifted between one past cohort and the others
+    # (NaN when not measured: reports made before it existed, or a single past cohort)
+    usual_drifted_weight: float = float("nan")
 
     def contains(self, auc: float, digits: int = 2) -> bool:
         """Whether a real AUC fell inside the range, compared at the rounding the range is printed with."""
@@ -92,11 +98,16 @@ def make_promise(
     *,
     importance: dict[str, float] | None = None,
     drifted: dict[str, bool] | None = None,
+    usual: float | None = None,
     widen_at: float = 0.2,
     withdraw_at: float = 0.5,
 ) -> Promise:
     """The promise for an intake: `metrics` are the model's training metrics (metadata["metrics"]),
-    `estimate` is `risk_model.estimate.expected_performance` of the intake."""
+    `estimate` is `risk_model.estimate.expected_performance` of the intake.
+
+    `usual`: the share of the model's importance that drifted between past cohorts (the largest over
+    them); the promise is widened or withdrawn by the intake's drifted share beyond it. Both shares are
+    compared in the whole percents the text prints, so the words agree with the numbers."""
     backtest = _cohort_aucs(metrics.get("backtest", {}).get("lightgbm", {}))
     centre = float(np.mean([a for a, _ in backtest])) if backtest else float("nan")
     est = float(estimate["roc_auc"])
@@ -107,6 +118,10 @@ def make_promise(
     between = between_cohort_sd(metrics)
     half = Z95 * math.sqrt((0.0 if math.isnan(between) else between) ** 2 + noise**2)
     share = drifted_weight(importance or {}, drifted or {})
+    usual = float("nan") if usual is None else float(usual)
+    known = not math.isnan(usual)
+    beyond = (round(share * 100) - (round(usual * 100) if known else 0)) / 100
+    than_past = f", against at most {usual:.0%} between past cohorts," if known else ","
     anchors = [v for v in (centre, est) if not math.isnan(v)]
     low, high = min(anchors) - half, max(anchors) + half
     where = "the forward backtest" if backtest else "this intake's own probabilities (no backtest: one past cohort)"
@@ -117,25 +132,38 @@ def make_promise(
             f"its performance moves from one cohort to the next. From its own probabilities it expects AUC about "
             f"{est:.2f}; check the outcomes report before relying on the ranking."
         )
-    elif share >= withdraw_at:
+    elif beyond >= withdraw_at:
         status = "withdrawn"
         text = (
-            f"No promise for this intake: features carrying {share:.0%} of the model's weight drifted, so past "
-            f"cohorts say little about it. From its own probabilities the model expects AUC about {est:.2f}; "
+            f"No promise for this intake: features carrying {share:.0%} of the model's weight drifted{than_past} "
+            f"so past cohorts say little about it. From its own probabilities the model expects AUC about {est:.2f}; "
             "check the outcomes report before relying on the ranking."
         )
     else:
         status = "holds"
-        if share >= widen_at:
+        if beyond >= widen_at:
             status = "widened"
-            extra = share * abs(high - low)
+            extra = beyond * abs(high - low)
             low, high = low - extra, high + extra
         text = (
             f"Expect ROC AUC {max(0.5, low):.2f}-{min(1.0, high):.2f} on this intake (from {where}"
             + (f" {centre:.2f}" if backtest else "")
             + f", this intake's own estimate {est:.2f}, cohort-to-cohort variation and the noise of "
             f"{n} students)."
-            + (f" Widened: features carrying {share:.0%} of the model's weight drifted." if status == "widened" else "")
+            + (
+                f" Widened: features carrying {share:.0%} of the model's weight drifted{than_past.rstrip(',')}."
+                if status == "widened"
+                else f" Features carrying {share:.0%} of the model's weight drifted; past cohorts drifted from "
+                f"each other by up to {usual:.0%}"
+                + (
+                    ", which the range already allows for."
+                    if beyond <= 0
+                    else f", and the {beyond * 100:.0f} points beyond that are fewer than the {widen_at * 100:.0f} "
+                    "that widen the range."
+                )
+                if known and share > 0 and beyond < widen_at
+                else ""
+            )
         )
     return Promise(
         centre=centre,
@@ -147,4 +175,5 @@ def make_promise(
         between_cohort_sd=between,
         noise_sd=noise,
         text=text,
+        usual_drifted_weight=usual,
     )

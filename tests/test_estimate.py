@@ -96,3 +96,26 @@ def test_promise_widened_then_withdrawn_by_weight_of_drifted_features():
         drifted={f"x{i}": True for i in range(10)},
     )
     assert few.status == "holds"
+
+
+def test_drift_as_large_as_between_past_cohorts_keeps_the_promise_only_more_withdraws_it():
+    """Past cohorts drifted from each other and the range's cohort-to-cohort spread already carries what
+    that did: only drift beyond it widens or withdraws, compared in the whole percents printed."""
+    importance = {"a": 60.0, "b": 25.0, "c": 15.0}
+    intake = {"n": 1000, "at_risk_rate": 0.3, "roc_auc": 0.8}
+    plain = make_promise(METRICS, intake, importance=importance)
+    usual = make_promise(METRICS, intake, importance=importance, drifted={"a": True}, usual=0.55)
+    assert usual.status == "holds" and (usual.low, usual.high) == (plain.low, plain.high)
+    assert "drifted; past cohorts drifted from each other by up to 55%" in usual.text
+    assert usual.usual_drifted_weight == 0.55 and usual.drifted_weight == pytest.approx(0.6)
+    # 85% drifted where 60% is usual: 25 points beyond, widened (and the text gives both figures)
+    more = make_promise(METRICS, intake, importance=importance, drifted={"a": True, "b": True}, usual=0.6)
+    assert more.status == "widened" and "drifted, against at most 60% between past cohorts." in more.text
+    # the same 60% with nothing drifting between past cohorts: withdrawn, as without the measure
+    alone = make_promise(METRICS, intake, importance=importance, drifted={"a": True}, usual=0.0)
+    assert (
+        alone.status == "withdrawn" == make_promise(METRICS, intake, importance=importance, drifted={"a": True}).status
+    )
+    # compared at the printed rounding: 79.6% beyond 59.7% prints 80% and 60%, a 20-point gap: widened
+    edge = make_promise(METRICS, intake, importance={"a": 79.6, "b": 20.4}, drifted={"a": True}, usual=0.597)
+    assert edge.status == "widened" and "80%" in edge.text and "60%" in edge.text

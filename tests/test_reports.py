@@ -268,9 +268,59 @@ def test_a_feature_of_the_whole_cohort_is_drift_only_when_its_value_is_new(demo_
     from risk_model.promise import drifted_weight
 
     drifted = {x: v["drifted"] for x, v in same["features"].items()}
-    assert drifted_weight(importance, drifted) < 0.5 <= drifted_weight(
-        importance, {x: v["drifted"] for x, v in new["features"].items()}
+    assert (
+        drifted_weight(importance, drifted)
+        < 0.5
+        <= drifted_weight(importance, {x: v["drifted"] for x, v in new["features"].items()})
     )
+
+
+def test_the_promise_counts_only_drift_beyond_what_past_cohorts_showed(demo_config, small_demo, tmp_path):
+    """An intake that differs from the pooled past cohorts as much as they differ from each other keeps its
+    promise (the cohort-to-cohort spread already carries that); the same drift with no such measure widens
+    it, and drift far beyond it withdraws it."""
+    from reports.intake import build_intake_report
+
+    c = demo_config.dataset
+    hist, f0 = small_demo.history, c.numeric_features[0]
+    cohorts = c.sort_cohorts(hist[c.cohort_column])
+    step = hist[c.cohort_column].astype(str).map({k: i for i, k in enumerate(cohorts)})
+    moving = hist.assign(**{f0: hist[f0] + step * 3 * hist[f0].std()})  # each past cohort further along f0
+    rng = np.random.default_rng(0)
+    ref = moving.assign(risk=rng.uniform(size=len(hist)))
+    others = len(c.features) - 1
+    importance = {f: (0.3 / 0.7 * others if f == f0 else 1.0) for f in c.features}  # f0: 30% of the weight
+    by_cohort = {
+        k: {"n": 800, "base_rate": 0.3, "roc_auc": a} for k, a in zip(cohorts, [0.78, 0.8, 0.81, 0.79], strict=True)
+    }
+    metrics = {"cv": {"lightgbm": by_cohort}, "backtest": {"lightgbm": dict(list(by_cohort.items())[1:])}}
+
+    def report(reference: pd.DataFrame, cur: pd.DataFrame, name: str) -> dict:
+        return build_intake_report(
+            reference,
+            cur.assign(risk=rng.uniform(size=len(cur))),
+            c,
+            ReportConfig(),
+            tmp_path / name,
+            cohort="2099",
+            model_version="v",
+            metrics=metrics,
+            importance=importance,
+        )
+
+    latest = moving[step == len(cohorts) - 1]
+    like_past = report(ref, latest, "like_past")
+    assert set(like_past["usual_drift"]) == set(cohorts[-3:])
+    p = like_past["promise"]
+    assert like_past["features"][f0]["drifted"] and p["drifted_weight"] >= 0.3
+    usual = p["usual_drifted_weight"]
+    assert usual >= p["drifted_weight"] and usual == pytest.approx(max(like_past["usual_drift"].values()))
+    assert p["status"] == "holds" and f"past cohorts drifted from each other by up to {usual:.0%}" in p["text"]
+    unmeasured = report(ref.drop(columns=c.cohort_column), latest, "unmeasured")
+    assert unmeasured["usual_drift"] == {} and unmeasured["promise"]["status"] == "widened"
+    far = report(ref, latest.assign(**{f: latest[f] * 3 + 5 for f in c.numeric_features}), "far")["promise"]
+    assert far["drifted_weight"] - usual >= 0.5 and far["status"] == "withdrawn"
+    assert f"against at most {usual:.0%} between past cohorts" in far["text"]
 
 
 def _real(variant: dict) -> pd.DataFrame:
