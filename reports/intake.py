@@ -231,20 +231,31 @@ def expectation(
     return expected, make_promise(metrics, expected, importance=importance, drifted=drifted, usual=largest).to_dict()
 
 
-def judge(m: dict, contract: DatasetContract, cohort: str, validation_auc: float | None) -> tuple[str, bool]:
+def judge(
+    m: dict, contract: DatasetContract, cohort: str, validation_auc: float | None, promise: dict | None = None
+) -> tuple[str, bool]:
     """(verdict, warning): drift of the features or of the predicted risk means read the scores with care.
+    When past cohorts drifted from each other as much (the `promise` holds on that measure), the verdict
+    says so instead of doubting the range stated beside it.
 
     Counts only: the verdict prints no rounded number that a threshold is compared with."""
     drifted, n = m["drifted_features"], len(m["features"])
     prediction_drift = bool(m["prediction_drift"].get("drifted"))
     top = ", ".join(contract.label(c) for c in drifted[:3])
+    usual_holds = bool(promise and promise["status"] == "holds" and m.get("usual_drift"))
     if m["dataset_drift"] or prediction_drift:
         verdict = (
             f"Drift detected in cohort {cohort}: {len(drifted)} of {n} features moved"
             + (f" (most: {top})" if top else "")
             + ("; the predicted risk distribution shifted too" if prediction_drift else "")
-            + ". The validation estimate may no longer hold for this intake: check the outcomes report "
-            "when real outcomes arrive, and read these scores with care."
+            + (
+                ". Past cohorts differed from each other about as much in the features the model leans on, "
+                "so the expected range below still allows for it: check the outcomes report when real outcomes "
+                "arrive."
+                if usual_holds
+                else ". The validation estimate may no longer hold for this intake: check the outcomes report "
+                "when real outcomes arrive, and read these scores with care."
+            )
         )
         return verdict, True
     verdict = (
@@ -317,9 +328,9 @@ def build_intake_report(
     importance by contract feature name; with them the page states the promise for this intake.
     """
     m, snapshot = measure(reference, current, contract, cfg)
-    usual = usual_drift(reference, contract, cfg, importance) if metrics is not None else {}
-    expected, promise = expectation(current, m["features"], metrics, importance, k_percent, usual)
-    verdict, warning = judge(m, contract, cohort, validation_auc)
+    m["usual_drift"] = usual_drift(reference, contract, cfg, importance) if metrics is not None else {}
+    expected, promise = expectation(current, m["features"], metrics, importance, k_percent, m["usual_drift"])
+    verdict, warning = judge(m, contract, cohort, validation_auc, promise)
     warning = warning or (promise is not None and promise["status"] == "withdrawn")
     out_dir = Path(out_dir)
     numbers = {
@@ -330,7 +341,6 @@ def build_intake_report(
         "verdict": verdict,
         "warning": warning,
         **m,
-        "usual_drift": usual,
         "k_percent": k_percent,
         "expected": expected,
         "promise": promise,

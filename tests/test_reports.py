@@ -277,19 +277,19 @@ def test_a_feature_of_the_whole_cohort_is_drift_only_when_its_value_is_new(demo_
 
 def test_the_promise_counts_only_drift_beyond_what_past_cohorts_showed(demo_config, small_demo, tmp_path):
     """An intake that differs from the pooled past cohorts as much as they differ from each other keeps its
-    promise (the cohort-to-cohort spread already carries that); the same drift with no such measure widens
-    it, and drift far beyond it withdraws it."""
+    promise (the cohort-to-cohort spread already carries that) and the verdict says so; the same drift with
+    no such measure widens it, and drift far beyond it withdraws it."""
     from reports.intake import build_intake_report
 
     c = demo_config.dataset
-    hist, f0 = small_demo.history, c.numeric_features[0]
+    hist, num = small_demo.history, c.numeric_features
     cohorts = c.sort_cohorts(hist[c.cohort_column])
     step = hist[c.cohort_column].astype(str).map({k: i for i, k in enumerate(cohorts)})
-    moving = hist.assign(**{f0: hist[f0] + step * 3 * hist[f0].std()})  # each past cohort further along f0
+    # each past cohort further along every numeric feature
+    moving = hist.assign(**{f: hist[f] + step * 3 * hist[f].std() for f in num})
     rng = np.random.default_rng(0)
     ref = moving.assign(risk=rng.uniform(size=len(hist)))
-    others = len(c.features) - 1
-    importance = {f: (0.3 / 0.7 * others if f == f0 else 1.0) for f in c.features}  # f0: 30% of the weight
+    importance = {f: (0.4 / len(num) if f in num else 0.6 / len(c.categorical)) for f in c.features}
     by_cohort = {
         k: {"n": 800, "base_rate": 0.3, "roc_auc": a} for k, a in zip(cohorts, [0.78, 0.8, 0.81, 0.79], strict=True)
     }
@@ -312,15 +312,21 @@ def test_the_promise_counts_only_drift_beyond_what_past_cohorts_showed(demo_conf
     like_past = report(ref, latest, "like_past")
     assert set(like_past["usual_drift"]) == set(cohorts[-3:])
     p = like_past["promise"]
-    assert like_past["features"][f0]["drifted"] and p["drifted_weight"] >= 0.3
+    assert set(num) <= set(like_past["drifted_features"]) and p["drifted_weight"] == pytest.approx(0.4)
     usual = p["usual_drifted_weight"]
     assert usual >= p["drifted_weight"] and usual == pytest.approx(max(like_past["usual_drift"].values()))
     assert p["status"] == "holds" and f"past cohorts drifted from each other by up to {usual:.0%}" in p["text"]
+    # the verdict above the range does not doubt it: drift is named, and that past cohorts moved as much
+    assert like_past["verdict"].startswith("Drift detected") and "Past cohorts differed" in like_past["verdict"]
+    assert "may no longer hold" not in like_past["verdict"]
     unmeasured = report(ref.drop(columns=c.cohort_column), latest, "unmeasured")
     assert unmeasured["usual_drift"] == {} and unmeasured["promise"]["status"] == "widened"
-    far = report(ref, latest.assign(**{f: latest[f] * 3 + 5 for f in c.numeric_features}), "far")["promise"]
-    assert far["drifted_weight"] - usual >= 0.5 and far["status"] == "withdrawn"
-    assert f"against at most {usual:.0%} between past cohorts" in far["text"]
+    assert "may no longer hold" in unmeasured["verdict"]
+    rare = {f: hist[f].value_counts().index[-1] for f in c.categorical}  # every student in the rarest group
+    far = report(ref, latest.assign(**rare), "far")
+    assert far["promise"]["drifted_weight"] - usual >= 0.5 and far["promise"]["status"] == "withdrawn"
+    assert f"against at most {usual:.0%} between past cohorts" in far["promise"]["text"]
+    assert "may no longer hold" in far["verdict"]
 
 
 def _real(variant: dict) -> pd.DataFrame:
