@@ -93,7 +93,7 @@ def test_partitioned_flow_on_local_dask_cluster(tmp_path, trained_home, demo_con
     small_demo.intake.to_csv(intake, index=False)
     config = tmp_path / "demo.toml"
     config.write_text((Path(__file__).parents[1] / "risk_model" / "examples" / "demo.toml").read_text())
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=120):
         out = score_partitioned_flow(str(config), str(intake), home=str(home), partitions=3, dask_workers=2)
     assert out[0]["n_students"] == len(small_demo.intake)
     engine = store.connect(Settings(home=home).resolved_store_url)
