@@ -119,9 +119,6 @@ def compare_pick(X, y, cohorts, config, dask_map) -> dict:
 def run_one(n: int, layout: str, compare: bool) -> dict:
     import builtins
 
-    import numpy as np
-    import pandas as pd
-
     from reports import build
     from risk_model import jobs
     from risk_model.config import Settings, load_config
@@ -174,6 +171,7 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
     if layout == "2 workers":
         import distributed
 
+        from flows.runners import shipper
         from risk_model.dask_fit import DaskFit
 
         cluster = distributed.LocalCluster(
@@ -182,21 +180,8 @@ def run_one(n: int, layout: str, compare: bool) -> dict:
         client = distributed.Client(cluster)
 
         def dask_map(fn, *iterables):
-            # each frame or array travels once, scattered, not inside the task graph: at 1M students the
-            # graph was 680 MiB, at 5M it would be about 3.4 GB, held by the client and the scheduler alike
-            shipped: dict[int, tuple] = {}
-
-            def ship(x):
-                if isinstance(x, tuple | list):
-                    return type(x)(ship(v) for v in x)
-                if isinstance(x, dict):
-                    return {k: ship(v) for k, v in x.items()}
-                if isinstance(x, pd.DataFrame | np.ndarray) and len(x) >= 10_000:
-                    if id(x) not in shipped:  # the object is kept beside its future, so its id is not reused
-                        shipped[id(x)] = (x, client.scatter(x, direct=True))
-                    return shipped[id(x)][1]
-                return x
-
+            # each frame or array travels once, scattered, not inside the task graph (as the product's flow)
+            ship = shipper(client)
             return client.gather(client.map(fn, *[[ship(x) for x in it] for it in iterables], pure=False))
 
         timed, fit, threads = Timed(dask_map), DaskFit(lambda: client), 1

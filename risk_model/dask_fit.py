@@ -42,5 +42,8 @@ class DaskFit:
         # each worker's threads are its own (LocalCluster threads_per_worker); LightGBM sets them per worker
         kwargs = {k: v for k, v in params.items() if k not in ("num_threads", "n_jobs")}
         model = DaskLGBMClassifier(client=client, n_estimators=n_trees, **kwargs)
-        model.fit(X_parts, y_parts)
+        # LightGBM waits on the parts with the default client: make this one current (Prefect's Dask runner
+        # does not make its client the default, and a flow found it so)
+        with client.as_current():
+            model.fit(X_parts, y_parts)
         return model.booster_

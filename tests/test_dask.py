@@ -106,3 +106,35 @@ def test_partitioned_flow_on_local_dask_cluster(tmp_path, trained_home, demo_con
     assert stored.tier.tolist() == expected.tier.tolist()
     assert stored.probability.round(6).tolist() == expected.probability.tolist()
     assert [f for f in stored.factors] == list(expected.factors)
+
+
+def test_a_training_map_on_dask_sends_each_large_frame_once(monkeypatch):
+    """`runners.task_map` in a flow on the Dask task runner: every unit gets the rows, but a frame used by
+    several units is scattered to the cluster once rather than carried inside each task."""
+    import operator
+
+    import distributed
+    import numpy as np
+    from prefect import flow
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows import runners
+
+    sent = []
+    scatter = distributed.Client.scatter
+    monkeypatch.setattr(
+        distributed.Client, "scatter", lambda self, data, **kw: sent.append(data) or scatter(self, data, **kw)
+    )
+    rows = runners.SHIP_ROWS + 5
+
+    @flow
+    def mapped() -> list:
+        big = pd.DataFrame({"a": np.arange(rows), "b": np.arange(rows) * 2.0})
+        small = big.head(10)
+        return runners.task_map(operator.getitem, [big, big, small, big], ["a", "b", "a", "a"])
+
+    with prefect_test_harness(server_startup_timeout=120):
+        a, b, small_a, a_again = mapped.with_options(task_runner=runners.task_runner(dask_workers=2))()
+    assert a.tolist() == a_again.tolist() == list(range(rows)) and b.sum() == 2.0 * sum(range(rows))
+    assert small_a.tolist() == list(range(10))
+    assert len(sent) == 1 and len(sent[0]) == rows  # the big frame once; the small one inside its task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,31 @@ def test_yearly_flow_end_to_end_and_rerun_duplicates_nothing(tmp_path, fast_conf
     assert again["train"][0]["version"] == train["version"]  # same data, same settings: same model
     assert Registry(settings.registry_dir).versions() == [train["version"]]
     assert _count(settings, "2023") == 700
+
+
+def test_train_flow_fits_on_lightgbms_dask_estimator_above_its_setting(
+    tmp_path, fast_config_path, demo_files, monkeypatch
+):
+    """Above [training] dask_fit_above rows the flow's final fits run on LightGBM's Dask estimator, on the
+    flow's own cluster: Prefect's Dask runner does not make its client the default, so it must be found."""
+    from flows.pipeline import train_flow
+    from risk_model.dask_fit import DaskFit
+
+    fits = []
+    real = DaskFit.__call__
+
+    def spy(self, params, X, y, n_trees):
+        client = self.client()
+        fits.append((len(X), len(client.scheduler_info()["workers"])))
+        return real(self, params, X, y, n_trees)
+
+    monkeypatch.setattr(DaskFit, "__call__", spy)
+    config = tmp_path / "demo.toml"
+    config.write_text(re.sub(r"(?m)^dask_fit_above = .*$", "dask_fit_above = 1500", fast_config_path.read_text()))
+    out = train_flow(str(config), str(demo_files / "history.csv"), home=str(tmp_path / "rt"), dask_workers=2)
+    assert out[0]["promoted"]
+    # four past cohorts of 700: the champion (2,800 rows) and the last backtest year (2,100) go over 1,500
+    assert sorted(fits) == [(2100, 2), (2800, 2)]
 
 
 def test_no_drift_planted_no_drift_reported(tmp_path, fast_config_path):
