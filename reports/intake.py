@@ -202,12 +202,23 @@ def usual_drift(
     cohorts = contract.sort_cohorts(reference[cohort].dropna().unique())
     if len(cohorts) < 2:
         return {}
+    # only the features the model leans on count in the share: the others are not tested (each costs time)
+    leaned = [f for f in contract.features if importance.get(f, 0.0) > 0]
+    if not leaned:
+        return {}
+    narrow = contract.model_copy(
+        update={
+            "numeric_features": [f for f in contract.numeric_features if f in leaned],
+            "categorical_features": [f for f in contract.categorical_features if f in leaned],
+            "sensitive_as_features": [f for f in contract.sensitive_as_features if f in leaned],
+        }
+    )
     out = {}
     for c in cohorts[-USUAL_COHORTS:]:
         this = reference[cohort].astype(str) == c
         one, _ = _sample(reference[this], USUAL_ROWS)
         rest, _ = _sample(reference[~this], USUAL_ROWS)
-        m, _ = measure(rest, one, contract, cfg, attributes_of=reference)
+        m, _ = measure(rest, one, narrow, cfg, attributes_of=reference)
         out[c] = drifted_weight(importance, {f: bool(v.get("drifted")) for f, v in m["features"].items()})
     return out
 
