@@ -193,9 +193,10 @@ def usual_drift(
     reference: pd.DataFrame, contract: DatasetContract, cfg: ReportConfig, importance: dict[str, float] | None
 ) -> dict[str, float]:
     """How far past cohorts drifted from each other: for each of the latest `USUAL_COHORTS` cohorts in the
-    reference (`USUAL_ROWS` a side), the share of the model's importance in features that drifted between it and the other past
-    cohorts, by the intake's own tests (`measure`). The promise's cohort-to-cohort spread already carries
-    what drift of that size did to the AUC. Empty with fewer than two past cohorts or no importance."""
+    reference, the share of the model's importance in features that drifted between it and the other past
+    cohorts (`USUAL_ROWS` a side), by the intake's own tests (`measure`). The promise's cohort-to-cohort
+    spread already carries what drift of that size did to the AUC. Empty with fewer than two past cohorts
+    or no importance."""
     cohort = contract.cohort_column
     if not importance or cohort not in reference.columns:
         return {}
