@@ -119,9 +119,8 @@ def make_promise(
     half = Z95 * math.sqrt((0.0 if math.isnan(between) else between) ** 2 + noise**2)
     share = drifted_weight(importance or {}, drifted or {})
     usual = float("nan") if usual is None else float(usual)
-    known = not math.isnan(usual)
-    beyond = (round(share * 100) - (round(usual * 100) if known else 0)) / 100
-    than_past = f", against at most {usual:.0%} between past cohorts," if known else ","
+    beyond = (round(share * 100) - (0 if math.isnan(usual) else round(usual * 100))) / 100
+    than_past = f", against at most {usual:.0%} between past cohorts," if not math.isnan(usual) else ","
     anchors = [v for v in (centre, est) if not math.isnan(v)]
     low, high = min(anchors) - half, max(anchors) + half
     where = "the forward backtest" if backtest else "this intake's own probabilities (no backtest: one past cohort)"
@@ -149,21 +148,7 @@ def make_promise(
             f"Expect ROC AUC {max(0.5, low):.2f}-{min(1.0, high):.2f} on this intake (from {where}"
             + (f" {centre:.2f}" if backtest else "")
             + f", this intake's own estimate {est:.2f}, cohort-to-cohort variation and the noise of "
-            f"{n} students)."
-            + (
-                f" Widened: features carrying {share:.0%} of the model's weight drifted{than_past.rstrip(',')}."
-                if status == "widened"
-                else f" Features carrying {share:.0%} of the model's weight drifted; past cohorts drifted from "
-                f"each other by up to {usual:.0%}"
-                + (
-                    ", which the range already allows for."
-                    if beyond <= 0
-                    else f", and the {beyond * 100:.0f} points beyond that are fewer than the {widen_at * 100:.0f} "
-                    "that widen the range."
-                )
-                if known and share > 0 and beyond < widen_at
-                else ""
-            )
+            f"{n} students)." + _drift_words(status, share, usual, beyond, widen_at)
         )
     return Promise(
         centre=centre,
@@ -176,4 +161,22 @@ def make_promise(
         noise_sd=noise,
         text=text,
         usual_drifted_weight=usual,
+    )
+
+
+def _drift_words(status: str, share: float, usual: float, beyond: float, widen_at: float) -> str:
+    """The sentence a range ends with about drift: why it was widened, or why drift left it as it is."""
+    past = f"past cohorts drifted from each other by up to {usual:.0%}"
+    if status == "widened":
+        against = f", against at most {usual:.0%} between past cohorts" if not math.isnan(usual) else ""
+        return f" Widened: features carrying {share:.0%} of the model's weight drifted{against}."
+    if math.isnan(usual) or share <= 0:
+        return ""
+    if beyond <= 0:
+        return (
+            f" Features carrying {share:.0%} of the model's weight drifted; {past}, which the range already allows for."
+        )
+    return (
+        f" Features carrying {share:.0%} of the model's weight drifted; {past}, and the {beyond * 100:.0f} points "
+        f"beyond that are fewer than the {widen_at * 100:.0f} that widen the range."
     )

@@ -108,6 +108,10 @@ def test_drift_as_large_as_between_past_cohorts_keeps_the_promise_only_more_with
     assert usual.status == "holds" and (usual.low, usual.high) == (plain.low, plain.high)
     assert "drifted; past cohorts drifted from each other by up to 55%" in usual.text
     assert usual.usual_drifted_weight == 0.55 and usual.drifted_weight == pytest.approx(0.6)
+    # 15 points beyond what past cohorts showed: fewer than the 20 that widen, and the words say so
+    near = make_promise(METRICS, intake, importance=importance, drifted={"a": True}, usual=0.45)
+    assert near.status == "holds" and (near.low, near.high) == (plain.low, plain.high)
+    assert "the 15 points beyond that are fewer than the 20 that widen the range" in near.text
     # 85% drifted where 60% is usual: 25 points beyond, widened (and the text gives both figures)
     more = make_promise(METRICS, intake, importance=importance, drifted={"a": True, "b": True}, usual=0.6)
     assert more.status == "widened" and "drifted, against at most 60% between past cohorts." in more.text
