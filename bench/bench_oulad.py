@@ -267,6 +267,7 @@ def main() -> None:
     )
     # What the intake reports promised on the day of scoring (drift included), against the truth.
     from risk_model import store
+    from risk_model.promise import Promise
 
     c = config.dataset
     print(f"{'day':>4} {'test':>6}  promise in the intake report (drift included)  {'truth':>6}  inside")
@@ -276,9 +277,7 @@ def main() -> None:
             scores = store.read_scores(engine, cohort=latest, point=f"day{day}")
         both = scores.merge(truth_rows, left_on="student_id", right_on=c.id_column)
         truth = roc_auc_score(both[c.outcome_column].isin(c.at_risk_values), both["probability"])
-        inside = promise["status"] != "withdrawn" and round(promise["low"], 2) <= round(truth, 2) <= round(
-            promise["high"], 2
-        )
+        inside = Promise(**promise).contains(truth)
         words = (
             f"{promise['status']} {promise['low']:.2f}-{promise['high']:.2f}"
             if promise["status"] != "withdrawn"
@@ -286,7 +285,7 @@ def main() -> None:
         )
         print(
             f"{day:>4} {latest:>6}  {words:<17} drifted {promise['drifted_weight']:.0%}, between past cohorts "
-            f"{promise.get('usual_drifted_weight', float('nan')):.0%}   {truth:>6.2f}  {'yes' if inside else 'NO'}"
+            f"{promise['usual_drifted_weight']:.0%}   {truth:>6.2f}  {'yes' if inside else 'NO'}"
         )
 
 

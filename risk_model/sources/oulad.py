@@ -16,8 +16,8 @@ When is a fact "known by day N"? Every date here is a whole day, so the rules ar
 `score_pct_peers` is the mean percentile of the student's scores among everyone's known
 scores on the same assessments; `weighted_score_pct_peers` is the percentile of the weighted
 score among the classmates on the same module's list that day (modules weigh and mark
-differently, so the rank transfers where the raw figure does not). Scores: a "?" score is a submission whose mark is unknown: it counts as submitted (not
-missing) but is left out of the score statistics and of `weighted_score`, where a due
+differently, so the rank transfers where the raw figure does not). Scores: a "?" score is a
+submission whose mark is unknown: it counts as submitted (not missing) but is left out of the score statistics and of `weighted_score`, where a due
 assessment not submitted counts as 0. Weights and due dates come from the published
 assessment plan; `weighted_score` uses only assessments due by day N. Where all of those
 carry zero weight (module GGG's marked assignments) each counts equally, so the feature
