@@ -125,6 +125,6 @@ def score_records(
         "model_version": bundle.version,
         "point": point,
         "tier_basis": f"tier boundaries of cohort {basis} (point {point})" if floors else None,
-        "warnings": unseen_lines(unseen),
+        "warnings": unseen_lines(unseen, bundle.mix),
         "results": results,
     }

@@ -8,7 +8,6 @@ Heavy imports (Prefect, LightGBM, Evidently) happen inside commands so `--help` 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -159,8 +158,8 @@ def _print_scoring(results: list[dict]) -> None:
                 f"{e['recall_top_k']:.0%} of those who will struggle in the top {r.get('top_k_percent', 10):g}%, "
                 f"{e['at_risk_rate']:.0%} at risk"
             )
-        if r["n_unseen_category_values"]:
-            typer.echo(f"  unseen categories (scored as unknown): {json.dumps(r['unseen_categories'])}")
+        for line in r.get("unseen_lines", []):  # categories never seen in training: how they were scored
+            typer.echo(f"  {line}")
         typer.echo(f"  scores:   {r['store']} (table `scores`)")
         for export in r["exports"]:
             typer.echo(f"  export:   {export}")

@@ -6,7 +6,9 @@ shows it). `train.select_and_fit` decides by cohort-grouped CV whether to blend;
 only fits and applies the linear part. Its preprocessing is learned on training data and
 kept as numbers, never pickled: numeric features are imputed with the training median (plus
 a missing flag), long-tailed counts are put on an asinh scale, everything is standardized and
-clipped at 5 SD; categories seen at least `min_count` times get a one-hot column.
+clipped at 5 SD; categories seen at least `min_count` times get a one-hot column. A category
+never seen in training, in a column never missing there, adds its column's average term over
+the training rows, as the trees read it (`features.over_levels`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class LinearPart:
     # feature -> its term's mean over the training rows: a term minus its mean is the feature's exact
     # contribution to the log-odds (SHAP of an additive model); empty in versions saved before it existed
     centre: dict[str, float] = field(default_factory=dict)
+    # categorical features never missing in training: there a category the model never saw reads as the
+    # training mix (its term's mean, `centre`), as the trees read it (`features.over_levels`); elsewhere as 0
+    mixed: list[str] = field(default_factory=list)
 
     def logit(self, X: pd.DataFrame | Mapping[str, list], n: int | None = None) -> np.ndarray:
         """Log-odds of each row of a `features.build_features` frame, or of `n` records given as one list per
@@ -58,17 +63,18 @@ class LinearPart:
             yield col, p["coef"] * _scaled(np.where(missing, p["median"], x), p) + p["missing_coef"] * missing
         for col, coefs in self.categorical.items():
             values = X[col]
+            unknown = self.centre.get(col, 0.0) if col in self.mixed else 0.0  # a value never seen, or missing
             if isinstance(values, pd.Series):
-                yield col, values.astype(object).map(coefs).fillna(0.0).to_numpy(dtype="float64")
-            else:  # a level the model has no coefficient for (unseen, missing) adds nothing, as above
-                yield col, np.array([coefs.get(v, 0.0) if isinstance(v, str) else 0.0 for v in values], dtype="float64")
+                yield col, values.astype(object).map(coefs).fillna(unknown).to_numpy(dtype="float64")
+            else:
+                yield col, np.array([coefs.get(v, unknown) if isinstance(v, str) else unknown for v in values])
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> LinearPart:
-        return cls(d["numeric"], d["categorical"], float(d["intercept"]), d.get("centre", {}))
+        return cls(d["numeric"], d["categorical"], float(d["intercept"]), d.get("centre", {}), d.get("mixed", []))
 
     @classmethod
     def fit(
@@ -109,9 +115,11 @@ class LinearPart:
             prep[col] = p
             columns += [_scaled(filled, p), missing.astype(float)]
         levels: dict[str, list[str]] = {}
+        rare: dict[str, list[str]] = {}  # seen, but too seldom for a column of their own: 0, not "never seen"
         for col in categorical:
             counts = X[col].astype(object).value_counts()
             levels[col] = [str(v) for v in counts.index[counts >= min_count]]
+            rare[col] = [str(v) for v in counts.index[(counts < min_count) & (counts > 0)]]
             values = X[col].astype(object).to_numpy()
             columns += [(values == lv).astype(float) for lv in levels[col]]
         design = np.column_stack(columns) if columns else np.zeros((len(X), 0))
@@ -122,8 +130,12 @@ class LinearPart:
         numeric_out = {}
         for col in numeric:
             numeric_out[col] = {**prep[col], "coef": float(next(coef)), "missing_coef": float(next(coef))}
-        categorical_out = {col: {lv: float(next(coef)) for lv in levels[col]} for col in categorical}
-        part = cls(numeric_out, categorical_out, float(model.intercept_[0]))
+        categorical_out = {
+            col: {**{lv: float(next(coef)) for lv in levels[col]}, **dict.fromkeys(rare[col], 0.0)}
+            for col in categorical
+        }
+        mixed = [col for col in categorical if X[col].notna().all()]
+        part = cls(numeric_out, categorical_out, float(model.intercept_[0]), mixed=mixed)
         return replace(part, centre={col: float(term.mean()) for col, term in part._terms(X)})
 
 

@@ -72,6 +72,10 @@ class Bundle:
         return self.metadata.get("missing_fill", {})  # versions saved before it existed: none
 
     @property
+    def mix(self) -> dict[str, dict[str, float]]:
+        return self.metadata.get("category_mix", {})  # versions saved before it: an unknown category as missing
+
+    @property
     def linear(self) -> tuple[LinearPart | None, float]:
         """The linear part blended with LightGBM and LightGBM's weight; (None, 1.0) for trees alone."""
         lin = self.metadata.get("linear")
@@ -191,6 +195,7 @@ class Registry:
             "features": list(config.dataset.features),  # as written; LightGBM's own names differ (features.py)
             "category_levels": m.levels,
             "missing_fill": m.fill,
+            "category_mix": m.mix,
             "feature_labels": {f: config.dataset.label(f) for f in config.dataset.features},
             "value_labels": config.dataset.value_labels,  # words for coded values: factor texts (score.describer)
             "params": {k: v for k, v in m.params.items()},

@@ -22,9 +22,10 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,16 @@ import pyarrow.compute as pc
 from risk_model.config import DatasetContract, ScoringConfig
 from risk_model.estimate import expected_performance
 from risk_model.explain import factor_text, format_value, typical_values
-from risk_model.features import category_codes, feature_matrix, frame_matrix, given_column, shown_values
+from risk_model.features import (
+    Mix,
+    category_codes,
+    feature_matrix,
+    frame_matrix,
+    given_column,
+    mix_columns,
+    over_levels,
+    shown_values,
+)
 from risk_model.registry import Bundle
 from risk_model.schema import unseen_categories
 from risk_model.train import blend_raw
@@ -182,6 +192,19 @@ def record_codes(bundle: Bundle) -> dict[str, dict[str, int]]:
 _CODES: dict[str, dict[str, dict[str, int]]] = {}
 
 
+def booster_out(bundle: Bundle, X: np.ndarray, threads: int, contrib: bool = False) -> np.ndarray:
+    """The booster's log-odds (or `pred_contrib`, `contrib`) for model input `X`, a category the model never
+    saw in a column never missing in training read as the training mix (`features.over_levels`)."""
+    key = str(bundle.path)
+    if key not in _MIX:
+        _MIX[key] = mix_columns(bundle.features, record_codes(bundle), bundle.mix)
+    predict = partial(bundle.booster.predict, raw_score=not contrib, pred_contrib=contrib, num_threads=threads)
+    return over_levels(predict, X, _MIX[key])
+
+
+_MIX: dict[str, Mix] = {}
+
+
 def _threads(n: int) -> int:
     """LightGBM's threads for `n` rows: every core from 100 rows, one below (measured on the 2-core machine,
     quiet: a plain predict of 1,500 rows 2.7 ms on 2 threads against 4.1 ms on one, of 10,000 13 against
@@ -220,7 +243,7 @@ def contributions(
     linear part's exact contributions (`LinearPart.contributions`), so a factor explains the score the student
     got, not only its LightGBM half. `given`: the linear part's input for those rows (`_linear_input`, or one
     list per column); versions saved before the linear part kept its centre explain the LightGBM half only."""
-    contrib = bundle.booster.predict(X, pred_contrib=True, num_threads=threads)
+    contrib = booster_out(bundle, X, threads, contrib=True)
     linear, weight = bundle.linear
     if linear is None or weight >= 1.0 or not linear.centre or given is None:
         return contrib
@@ -246,7 +269,7 @@ def probability(bundle: Bundle, df: pd.DataFrame, X: np.ndarray | None = None) -
     Row by row, so slices of an intake can be done apart (other processes or machines); ranks and capacity
     tiers need the whole cohort: `assemble`."""
     X = model_input(bundle, df) if X is None else X
-    raw = bundle.booster.predict(X, raw_score=True, num_threads=_threads(len(X)))
+    raw = booster_out(bundle, X, _threads(len(X)))
     given = _linear_input(df, bundle)
     if given is not None:
         raw = blend_raw(raw, given, *bundle.linear)
@@ -339,11 +362,13 @@ def unseen_in(bundle: Bundle, df: pd.DataFrame, X: np.ndarray) -> dict[str, dict
     return unseen_categories(df, {c: bundle.levels[c] for c in lost})
 
 
-def unseen_lines(unseen: dict[str, dict[str, int]]) -> list[str]:
-    """What a run says of categories never seen in training (`schema.unseen_categories`)."""
+def unseen_lines(unseen: dict[str, dict[str, int]], mixed: Collection[str] = ()) -> list[str]:
+    """What a run says of categories never seen in training (`schema.unseen_categories`); `mixed`: the
+    columns whose unknown categories read as the training mix (`Bundle.mix`)."""
     return [
         f"Column {col!r}: {sum(values.values())} student(s) with categories never seen in training "
-        f"{sorted(values)[:5]}; scored as 'unknown'."
+        f"{sorted(values)[:5]}; "
+        + ("scored as the average over the categories seen in training." if col in mixed else "scored as 'unknown'.")
         for col, values in unseen.items()
     ]
 
@@ -369,7 +394,7 @@ def score_rows(
         if new:
             unseen[col] = {str(k): int(v) for k, v in new.most_common()}
     X, shown = feature_matrix(rows, bundle.features, codes, bundle.fill)
-    raw = bundle.booster.predict(X, raw_score=True, num_threads=_request_threads(len(X)))
+    raw = booster_out(bundle, X, _request_threads(len(X)))
     linear, weight = bundle.linear
     given = _given(bundle, rows)
     if linear is not None and given is not None:  # a blended model: the linear part reads the values as given
@@ -400,7 +425,7 @@ def score(
     top factors for the tiers advisors act on (`assemble`)."""
     X = model_input(bundle, df)
     unseen = unseen_in(bundle, df, X)
-    for line in unseen_lines(unseen):
+    for line in unseen_lines(unseen, bundle.mix):
         progress(line)
     return assemble(bundle, df, contract, s, probability(bundle, df, X), unseen, factors=factors, progress=progress)
 
@@ -471,6 +496,7 @@ def assemble(
         "mean_probability": float(p.mean()),
         "top_k_percent": k,
         "unseen_categories": unseen,
+        "unseen_lines": unseen_lines(unseen, bundle.mix),
         "n_unseen_category_values": int(sum(sum(v.values()) for v in unseen.values())),
         "factors": {
             "tiers": list(s.factor_tiers) if factors and s.n_factors else [],

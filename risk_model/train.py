@@ -26,6 +26,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
@@ -43,7 +44,17 @@ from threadpoolctl import threadpool_limits
 from risk_model import evaluate
 from risk_model.calibration import Calibrator, Choice, Scores, Step, choose, judge
 from risk_model.config import Config, DatasetContract, TrainingConfig
-from risk_model.features import build_features, category_levels, fill_unlearned, missing_fill, to_lightgbm
+from risk_model.features import (
+    build_features,
+    category_codes,
+    category_levels,
+    category_mix,
+    frame_matrix,
+    missing_fill,
+    mix_columns,
+    over_levels,
+    to_lightgbm,
+)
 from risk_model.linear import LinearPart
 from risk_model.schema import at_risk
 from risk_model.splits import ForwardCohortSplit, cohort_folds
@@ -72,10 +83,12 @@ class FittedModel:
     family: str = "lightgbm"
     family_why: str = ""
     calibration: dict = field(default_factory=dict)  # calibration.Choice.to_dict(): what was chosen and why
+    mix: dict[str, dict[str, float]] = field(default_factory=dict)  # features.category_mix
 
     def raw(self, X: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated log-odds: LightGBM's, or its blend with the linear part."""
-        raw = self.booster.predict(to_lightgbm(fill_unlearned(X, self.fill)), raw_score=True)
+        """Uncalibrated log-odds: LightGBM's, or its blend with the linear part. An unknown category of a
+        column never missing in training reads as the training mix (`features.over_levels`)."""
+        raw = booster_raw(self.booster, X, self.levels, self.fill, self.mix)
         return blend_raw(raw, X, self.linear, self.blend)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
@@ -91,6 +104,25 @@ class FittedModel:
 
 
 BLENDS = (1.0, 0.5)  # LightGBM alone, or an even average of its log-odds with the linear model's
+
+
+def booster_raw(
+    booster: lgb.Booster,
+    X: pd.DataFrame,
+    levels: dict[str, list[str]],
+    fill: dict[str, float],
+    mix: dict[str, dict[str, float]],
+    n_trees: int | None = None,
+) -> np.ndarray:
+    """The booster's log-odds for built features `X` (`build_features` with `levels`): the numbers LightGBM
+    reads from that frame (`features.frame_matrix`), unknown categories over the training `mix`."""
+    features = list(X.columns)
+    categorical = [f for f in features if f in levels]
+    codes = category_codes(levels, getattr(booster, "pandas_categorical", None), categorical)
+    Xn = frame_matrix(X, features, codes, fill)
+    return over_levels(
+        partial(booster.predict, raw_score=True, num_iteration=n_trees), Xn, mix_columns(features, codes, mix)
+    )
 
 
 def blend_raw(raw: np.ndarray, X: pd.DataFrame, linear: LinearPart | None, weight: float) -> np.ndarray:
@@ -221,10 +253,15 @@ def _cv(params: dict, data: lgb.Dataset, folds: list, t: TrainingConfig) -> tupl
 
 
 def _oof_raw(boosters: list[lgb.Booster], X: pd.DataFrame, folds: list, n_trees: int, c: DatasetContract):
+    """Each fold's held-out log-odds as a model trained on the other folds scores new students: the fold's
+    own medians for unlearned numbers, its own mix for categories it never saw (`FittedModel.raw`)."""
     raw = np.empty(len(X))
+    levels = {col: list(X[col].cat.categories) for col in c.categorical}
     for booster, (train_idx, test_idx) in zip(boosters, folds, strict=True):
-        held_out = fill_unlearned(X.iloc[test_idx], missing_fill(X.iloc[train_idx], c))
-        raw[test_idx] = booster.predict(to_lightgbm(held_out), raw_score=True, num_iteration=n_trees)
+        seen = X.iloc[train_idx]
+        raw[test_idx] = booster_raw(
+            booster, X.iloc[test_idx], levels, missing_fill(seen, c), category_mix(seen, c), n_trees
+        )
     return raw
 
 
@@ -335,6 +372,7 @@ def select_and_fit(
         family,
         why,
         calibration.to_dict(),
+        category_mix(X, c),
     )
 
 

@@ -12,9 +12,18 @@ import pandas as pd
 import pytest
 
 from risk_model.config import ScoringConfig
+from risk_model.features import feature_matrix, over_levels
 from risk_model.registry import Registry
 from risk_model.schema import ContractError, category_text, check_records, key_text, number, validate
-from risk_model.score import probabilities, score_rows, unseen_categories, unseen_lines
+from risk_model.score import (
+    booster_out,
+    probabilities,
+    probability,
+    record_codes,
+    score_rows,
+    unseen_categories,
+    unseen_lines,
+)
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +204,59 @@ def test_records_get_the_tier_of_the_stored_cohorts_floors():
     assert tiers_of(p, {"high": 0.8, "medium": 0.5}).tolist() == ["high", "high", "medium", "medium", "low"]
     assert tiers_of(p, {"high": 0.8}).tolist() == ["high", "high", "low", "low", "low"]
     assert tiers_of(p, {}).tolist() == [None] * 5
+
+
+def test_over_levels_averages_unknown_rows_over_the_levels_by_their_shares():
+    """By hand: predict = 10 * column 0 + column 1; column 0 mixed over codes 0 and 1 (shares 0.25 and 0.75),
+    column 1 over codes 2 and 4 (shares 0.5 each)."""
+    mix = [(0, np.array([0.0, 1.0]), np.array([0.25, 0.75])), (1, np.array([2.0, 4.0]), np.array([0.5, 0.5]))]
+    X = np.array([[1.0, 2.0], [np.nan, 4.0], [7.0, 2.0], [0.0, np.nan], [np.nan, np.nan]])
+    calls: list[int] = []
+
+    def predict(Z):  # reads a missing value as 0
+        calls.append(len(Z))
+        return 10 * np.nan_to_num(Z[:, 0]) + np.nan_to_num(Z[:, 1])
+
+    got = over_levels(predict, X, mix)
+    # row 0 known; row 1: 10 * 0.75 + 4; row 2: code 7 is no level, so unknown too: 7.5 + 2;
+    # row 3: 0 + the mean of 2 and 4; row 4: both unknown, 7.5 + 3
+    assert got.tolist() == [12.0, 11.5, 9.5, 3.0, 10.5]
+    # pred_contrib-shaped output (a row per student, a column per feature and the expected value) averages alike
+    contrib = over_levels(lambda Z: np.stack([10 * Z[:, 0], Z[:, 1], np.ones(len(Z))], axis=1), X, mix)
+    assert np.allclose(contrib.sum(axis=1), got + 1) and contrib[1].tolist() == [7.5, 4.0, 1.0]
+    assert over_levels(predict, X[[0]], []).tolist() == [12.0]  # no mixed column: predict as it is
+    # within 3 predictions a row: row 4's second column (2 x 2 combinations) stays missing, read as 0
+    assert over_levels(predict, X, mix, budget=3).tolist() == [12.0, 11.5, 9.5, 3.0, 7.5]
+    calls.clear()
+    over_levels(predict, np.full((1, 2), np.nan), mix, budget=1)  # no column fits: one plain prediction each
+    assert sum(calls) == 1
+
+
+def test_an_unseen_category_scores_as_the_training_mix_on_every_path(model):
+    """A category the model never saw, in a column never missing in training, gets the share-weighted average
+    of the log-odds of the levels it saw, on the record path, the frame path and in the factors (which still
+    add up to the log-odds), and the warning says so."""
+    bundle, contract, records = model
+    assert bundle.mix, "the demo model should have a categorical feature never missing in training"
+    col, shares = next(iter(bundle.mix.items()))
+    assert abs(sum(shares.values()) - 1) < 1e-9 and set(shares) <= set(bundle.levels[col])
+    codes = record_codes(bundle)
+
+    def inputs(value):
+        rows = check_records([{**r, col: value} for r in records[:40]], contract, source="request")
+        return rows, feature_matrix(rows, bundle.features, codes, bundle.fill)[0]
+
+    expected = sum(w * bundle.booster.predict(inputs(level)[1], raw_score=True) for level, w in shares.items())
+    rows, X = inputs("a level never seen")
+    assert np.isnan(X[:, bundle.features.index(col)]).all()
+    got = booster_out(bundle, X, 1)
+    assert np.allclose(got, expected)
+    assert not np.allclose(got, bundle.booster.predict(X, raw_score=True))  # not the missing-value branch
+    assert np.allclose(booster_out(bundle, X, 1, contrib=True).sum(axis=1), got)
+    linear, weight = bundle.linear
+    p_rows, _, unseen = score_rows(bundle, rows, ScoringConfig())
+    frame = validate(pd.DataFrame([{**r, col: "a level never seen"} for r in records[:40]]), contract, stage="score")
+    assert np.allclose(probability(bundle, frame), p_rows)
+    if linear is None:
+        assert np.allclose(p_rows, bundle.calibrator(expected))
+    assert "average over the categories seen in training" in unseen_lines(unseen, bundle.mix)[0]

@@ -51,6 +51,28 @@ def test_unknown_category_and_missing_value_score_as_typical() -> None:
     assert np.isfinite(part.logit(row)).all()
 
 
+def test_a_category_never_seen_reads_as_the_training_mix_and_a_rare_one_as_itself() -> None:
+    """The course is never missing in training: a new course adds the share-weighted mean of the courses' terms
+    (0 as a contribution), on the frame and the record path alike. "D" was seen 5 times, below `min_count`:
+    it keeps the 0 it was fitted with. A column sometimes missing in training reads an unknown value as 0."""
+    X, y = _data()
+    X["course"] = pd.Categorical(np.where(np.arange(len(X)) < 5, "D", X.course.astype(str)))
+    X["track"] = pd.Categorical(np.where(np.arange(len(X)) % 3, "x", None))
+    part = LinearPart.fit(X, y, ["missed"], ["course", "track"])
+    assert part.mixed == ["course"] and part.categorical["course"]["D"] == 0.0
+    shares = X.course.value_counts(normalize=True)
+    mix = sum(shares[level] * part.categorical["course"].get(level, 0.0) for level in shares.index)
+    assert abs(part.centre["course"] - mix) < 1e-12
+    new = {"missed": [1.0, 1.0, 1.0], "course": ["E", None, "D"], "track": ["y", "y", "x"]}
+    terms, _ = part.contributions(new)
+    assert np.allclose(terms["course"], [0.0, 0.0, -part.centre["course"]])
+    assert np.allclose(terms["track"], -part.centre["track"] + np.array([0, 0, part.categorical["track"]["x"]]))
+    frame = pd.DataFrame(new).astype({"course": "category", "track": "category"})
+    assert np.allclose(part.logit(frame), part.logit(new, 3))
+    again = LinearPart.from_dict(json.loads(json.dumps(part.to_dict())))
+    assert np.allclose(again.logit(new, 3), part.logit(new, 3))
+
+
 def test_a_blended_model_scores_the_same_after_saving(small_demo, demo_config, tmp_path, monkeypatch) -> None:
     """The registry keeps the linear part: scoring a loaded version gives the trained model's probabilities."""
     from risk_model import train as train_module

@@ -13,11 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from risk_model import evaluate, jobs, store
 from risk_model.config import ScoringConfig, Settings
 from risk_model.demo import make_demo
+from risk_model.features import build_features, fill_unlearned, to_lightgbm
 from risk_model.registry import Registry, RegistryError
 from risk_model.schema import validate
 from risk_model.score import ranks, score, tier_codes, tier_counts, tiers
 from risk_model.splits import ForwardCohortSplit
-from risk_model.train import train
+from risk_model.train import blend_raw, booster_raw, train
 
 
 def test_forward_split_trains_only_on_earlier_cohorts():
@@ -294,3 +295,30 @@ def test_demo_without_activity_draws_the_same_students():
     assert without.activity is None and len(with_log.activity) > 0
     pd.testing.assert_frame_equal(with_log.history, without.history)
     pd.testing.assert_frame_equal(with_log.intake, without.intake)
+
+
+def test_training_reads_an_unseen_category_as_the_training_mix(demo_training, demo_config):
+    """What the backtest scores a category new to the earlier cohorts with (`FittedModel.raw`): the booster's
+    log-odds averaged over the levels it was trained on, by their shares; known rows exactly as LightGBM
+    reads the built frame."""
+    df, r = demo_training
+    m, c = r.model, demo_config.dataset
+    X = build_features(df.head(300), c, m.levels)
+    known = booster_raw(m.booster, X, m.levels, m.fill, m.mix)
+    assert np.allclose(known, m.booster.predict(to_lightgbm(fill_unlearned(X, m.fill)), raw_score=True))
+    col = "entry_qualification"
+    assert set(m.mix[col]) == set(df[col].unique()) and abs(sum(m.mix[col].values()) - 1) < 1e-9
+    unseen = X.assign(**{col: pd.Categorical([None] * len(X), categories=m.levels[col])})
+    expected = sum(
+        w
+        * booster_raw(
+            m.booster,
+            X.assign(**{col: pd.Categorical([v] * len(X), categories=m.levels[col])}),
+            m.levels,
+            m.fill,
+            m.mix,
+        )
+        for v, w in m.mix[col].items()
+    )
+    assert np.allclose(booster_raw(m.booster, unseen, m.levels, m.fill, m.mix), expected)
+    assert np.allclose(m.raw(unseen), blend_raw(expected, unseen, m.linear, m.blend))

@@ -463,7 +463,9 @@ def test_oulad_by_configuration_alone_train_score_report_with_the_cli(tmp_path: 
         "recorded, but not used in performance figures\n"
     ), recorded.output
 
-    assert "CCC" in scored.output  # the module never seen in training is scored as unknown and counted
+    # the module never seen in training is counted, and scored as the modules it saw, in their shares
+    assert "CCC" in scored.output
+    assert "scored as the average over the categories seen in training" in scored.output
     settings = Settings(home=home)
     for day, n_students in [(0, 6955), (30, 6506)]:
         with store.opened(settings.resolved_store_url) as engine:
