@@ -329,6 +329,21 @@ def test_the_promise_counts_only_drift_beyond_what_past_cohorts_showed(demo_conf
     assert "may no longer hold" in far["verdict"]
 
 
+def test_the_numbers_only_drift_measure_gives_the_pages_numbers(demo_config, small_demo):
+    """`usual_drift` runs Evidently without the data-drift preset's page: the same tests must come out, column
+    by column (method, score, threshold, verdict), on an intake with planted drift."""
+    from reports.intake import measure
+
+    c = demo_config.dataset
+    rng = np.random.default_rng(2)
+    ref = small_demo.history.assign(risk=rng.uniform(size=len(small_demo.history)))
+    cur = small_demo.intake.assign(risk=rng.uniform(0.2, 1, size=len(small_demo.intake)))
+    with_page, _ = measure(ref, cur, c, ReportConfig())
+    numbers, _ = measure(ref, cur, c, ReportConfig(), page=False)
+    assert with_page["drifted_features"] and 0 < len(with_page["drifted_features"]) < len(with_page["features"])
+    assert numbers == with_page
+
+
 def _real(variant: dict) -> pd.DataFrame:
     engine = store.connect(variant["settings"].resolved_store_url)
     try:
