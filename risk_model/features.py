@@ -98,8 +98,11 @@ def over_levels(
     if not mix:
         return predict(X)
     (j, codes, shares), rest = mix[0], mix[1:]
+    unknown = _unknown(X[:, j], codes)
+    if not unknown.any():  # the usual case: one check, then on to the next column
+        return over_levels(predict, X, rest, budget)
     budget = np.broadcast_to(budget, len(X))
-    rows = np.flatnonzero(~np.isin(X[:, j], codes) & (budget >= len(codes)))  # NaN is never in `codes`
+    rows = np.flatnonzero(unknown & (budget >= len(codes)))
     out = over_levels(predict, X, rest, budget)
     if len(rows):
         filled = np.repeat(X[rows], len(codes), axis=0)
@@ -107,6 +110,16 @@ def over_levels(
         each = over_levels(predict, filled, rest, np.repeat(budget[rows] // len(codes), len(codes)))
         out[rows] = np.tensordot(shares, each.reshape(len(rows), len(codes), *each.shape[1:]), axes=([0], [1]))
     return out
+
+
+def _unknown(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Whether each value is missing or not one of `codes` (category codes: small whole numbers). A table
+    lookup: `np.isin` cost 0.1 ms a call for one record, more than its prediction."""
+    top = int(codes.max())
+    table = np.zeros(top + 2, dtype=bool)  # the last entry stands for anything outside 0..top
+    table[codes.astype(np.intp)] = True
+    outside = np.isnan(values) | (values < 0) | (values > top)
+    return ~table[np.where(outside, top + 1, values).astype(np.intp)]
 
 
 def lightgbm_names(columns: list[str]) -> list[str]:
