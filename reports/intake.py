@@ -19,6 +19,8 @@ measure (`empty_columns`, `evidently_frames`, `run_evidently`, `drift_results`, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -234,6 +236,38 @@ def usual_drift(
     return out
 
 
+def usual_drift_kept(
+    path: Path | None,
+    reference: pd.DataFrame,
+    contract: DatasetContract,
+    cfg: ReportConfig,
+    importance: dict[str, float] | None,
+) -> dict[str, float]:
+    """`usual_drift`, read from `path` when it was measured there with the same settings: it depends only on
+    the model version (its reference rows and importance), the contract and the report settings, so every
+    later report of that version (another intake, the rebuild when outcomes arrive) reuses it. Kept with a
+    key of those settings and of the importance; a file with another key, or unreadable, is measured again
+    and replaced (whole, via a rename). `path` None: measured, not kept."""
+    if path is None:
+        return usual_drift(reference, contract, cfg, importance)
+    key = hashlib.sha256(
+        json.dumps(
+            [contract.model_dump(mode="json"), cfg.model_dump(mode="json"), importance, USUAL_COHORTS, USUAL_ROWS],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    try:
+        kept = json.loads(path.read_text())
+        if kept.get("key") == key:
+            return {str(c): float(v) for c, v in kept["usual_drift"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # not measured yet, or damaged: measure again
+    usual = usual_drift(reference, contract, cfg, importance)
+    page.write_atomic(path, json.dumps({"key": key, "usual_drift": usual}))
+    return usual
+
+
 def expectation(
     current: pd.DataFrame,
     features: dict[str, dict],
@@ -339,6 +373,7 @@ def build_intake_report(
     metrics: dict | None = None,
     importance: dict[str, float] | None = None,
     k_percent: float = 10.0,
+    usual_path: Path | None = None,
 ) -> dict:
     """Write intake_drift.html and intake_drift.json into `out_dir` (Evidently's page under evidently/);
     return the JSON numbers.
@@ -348,9 +383,10 @@ def build_intake_report(
     `outcomes_known`: whether the cohort's real outcomes were recorded when this was built.
     `metrics`: the scoring model's training metrics (metadata["metrics"]), `importance`: its feature
     importance by contract feature name; with them the page states the promise for this intake.
+    `usual_path`: where the model version's drift between past cohorts is kept (`usual_drift_kept`).
     """
     m, snapshot = measure(reference, current, contract, cfg)
-    m["usual_drift"] = usual_drift(reference, contract, cfg, importance) if metrics is not None else {}
+    m["usual_drift"] = usual_drift_kept(usual_path, reference, contract, cfg, importance) if metrics is not None else {}
     expected, promise = expectation(current, m["features"], metrics, importance, k_percent, m["usual_drift"])
     verdict, warning = judge(m, contract, cohort, validation_auc, promise)
     warning = warning or (promise is not None and promise["status"] == "withdrawn")

@@ -60,6 +60,15 @@ def _true_auc(v: dict) -> float:
     return v["outcomes"]["real"]["roc_auc"]["value"]
 
 
+def test_the_past_cohort_drift_is_kept_with_the_model_version_and_reused(promised):
+    """The intake report keeps its model version's drift between past cohorts under the runtime folder; the
+    rebuild once outcomes are known states the same figures (read there, `usual_drift_kept`)."""
+    v = promised["shift"]
+    kept = list((v["settings"].home / "cache" / "usual_drift").rglob("*.json"))
+    assert len(kept) == 1 and v["before"]["usual_drift"]
+    assert json.loads(kept[0].read_text())["usual_drift"] == v["before"]["usual_drift"] == v["after"]["usual_drift"]
+
+
 def test_intake_report_states_the_estimate_and_the_promise_at_the_top(promised):
     v = promised["shift"]
     r = v["before"]

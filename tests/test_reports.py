@@ -329,6 +329,39 @@ def test_the_promise_counts_only_drift_beyond_what_past_cohorts_showed(demo_conf
     assert "may no longer hold" in far["verdict"]
 
 
+def test_past_cohort_drift_is_measured_once_per_model_version(demo_config, small_demo, tmp_path, monkeypatch):
+    """The drift between past cohorts depends only on the model version and the settings: kept at `usual_path`,
+    a second report reads it instead of running Evidently again; other report settings, other importance or
+    a damaged file measure again."""
+    import reports.intake as intake
+
+    c = demo_config.dataset
+    rng = np.random.default_rng(3)
+    ref = small_demo.history.assign(risk=rng.uniform(size=len(small_demo.history)))
+    importance = {f: 1.0 for f in c.features}
+    path = tmp_path / "cache" / "v.json"
+    runs: list[int] = []
+    measured = intake.usual_drift
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return measured(*args, **kwargs)
+
+    monkeypatch.setattr(intake, "usual_drift", counted)
+    first = intake.usual_drift_kept(path, ref, c, ReportConfig(), importance)
+    assert len(runs) == 1 and set(first) == set(c.sort_cohorts(ref[c.cohort_column])[-3:])
+    assert intake.usual_drift_kept(path, ref, c, ReportConfig(), importance) == first and len(runs) == 1
+    intake.usual_drift_kept(path, ref, c, ReportConfig(drift_share=0.9), importance)
+    assert len(runs) == 2  # other settings: measured again (and kept in their place)
+    intake.usual_drift_kept(path, ref, c, ReportConfig(drift_share=0.9), {**importance, c.features[0]: 2.0})
+    assert len(runs) == 3
+    assert intake.usual_drift_kept(path, ref, c, ReportConfig(), importance) == first and len(runs) == 4
+    assert intake.usual_drift_kept(path, ref, c, ReportConfig(), importance) == first and len(runs) == 4
+    path.write_text('{"key": ')  # a crash can't leave this (written via a rename), a disk fault can
+    assert intake.usual_drift_kept(path, ref, c, ReportConfig(), importance) == first and len(runs) == 5
+    assert intake.usual_drift_kept(path, ref, c, ReportConfig(), importance) == first and len(runs) == 5
+
+
 def test_the_numbers_only_drift_measure_gives_the_pages_numbers(demo_config, small_demo):
     """`usual_drift` runs Evidently without the data-drift preset's page: the same tests must come out, column
     by column (method, score, threshold, verdict), on an intake with planted drift."""
