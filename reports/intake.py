@@ -264,7 +264,7 @@ def usual_drift_kept(
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass  # not measured yet, or damaged: measure again
     usual = usual_drift(reference, contract, cfg, importance)
-    page.write_atomic(path, json.dumps({"key": key, "usual_drift": usual}))
+    page.write_json(path, {"key": key, "usual_drift": usual})
     return usual
 
 
