@@ -250,6 +250,16 @@ def project(r: dict, nodes: int, cores: int) -> float:
     return stages + coordinator
 
 
+def design_floor(r: dict) -> tuple[float, float] | None:
+    """What this design's training cannot go below, from this run's unit times: the champion's own
+    cohort-grouped CV on all rows (the first unit of the tree-count stage, present when parameters were
+    chosen on a sample) and its fit (the first unit of the fit stage). None without a tree-count stage."""
+    stages = [s for s in r["stages"] if s["units"]]
+    if len(stages) < 3 or stages[1]["fn"] != "search_point":
+        return None
+    return stages[1]["units"][0], stages[2]["units"][0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000, 5_000_000])
@@ -305,6 +315,15 @@ def main() -> None:
                 print(
                     f"    stage {s['fn']}: {len(s['units'])} units, {s['wall']:.0f} s wall, unit seconds "
                     f"sum {sum(s['units']):.0f}, longest {max(s['units'], default=0):.0f}",
+                    flush=True,
+                )
+            floor = design_floor(r)
+            if floor:
+                cv, fit = floor
+                print(
+                    f"    the champion alone, as this design runs it: its cohort-grouped CV on all rows {cv:.1f} s "
+                    f"({cv / r['bare_s']:.1f}x a bare fit, one unit) and its fit {fit:.1f} s: "
+                    f"{(cv + fit) / r['bare_s']:.1f}x before any parameter search or backtest year",
                     flush=True,
                 )
             if "compare" in r:
