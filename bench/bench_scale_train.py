@@ -18,6 +18,9 @@ be 10x slower than one.
 --compare-upto N: for sizes up to N the champion's grid also runs on all rows (on 2 workers),
 to show whether the sample picks the same parameter set as all rows, on the same data.
 
+Where parameters were chosen on a sample, it also prints what the champion alone costs in this
+design (its cohort-grouped CV on all rows and its fit unit), the least its training can take.
+
 The projection to a 4-node cluster uses the per-unit times the 2-worker run recorded: each
 stage of `train` takes at least its longest unit, and at least its CPU seconds spread over the
 cluster's cores; the coordinator's own work (features, metrics, the Dask fits) is added as
@@ -322,7 +325,7 @@ def main() -> None:
                 cv, fit = floor
                 print(
                     f"    the champion alone, as this design runs it: its cohort-grouped CV on all rows {cv:.1f} s "
-                    f"({cv / r['bare_s']:.1f}x a bare fit, one unit) and its fit {fit:.1f} s: "
+                    f"({cv / r['bare_s']:.1f}x a bare fit, one unit) and its fit unit (family choice, final fit) {fit:.1f} s: "
                     f"{(cv + fit) / r['bare_s']:.1f}x before any parameter search or backtest year",
                     flush=True,
                 )
