@@ -2,8 +2,7 @@
 
     python bench/bench_design_floor.py [--sizes 100000] [--workers 2]
 
-Not the product's design: a probe of the one the README names as the way to a lower training
-time, measured on the same students as bench_scale_train.py (the demo generator's six past
+Not the product's design: a probe of a cheaper one, a forward holdout, measured on the same students as bench_scale_train.py (the demo generator's six past
 cohorts). Each run of the procedure (the champion on all six cohorts, and each backtest year
 on the cohorts before it, as `train` runs them) is done as a forward holdout instead of a
 cohort-grouped CV: its latest cohort is held out (a stratified fifth of the only cohort when
@@ -14,8 +13,8 @@ there is one), and
   tree count  when the search ran on a sample, the chosen set again on all the run's other
               cohorts, stopped early on all of the held-out one;
   fit         the chosen set on all the run's rows with that many trees.
-One binned Dataset per run, the product's LightGBM parameters, early stopping read every
-`eval_every` trees, 1 thread per unit, units spread over `--workers` spawned processes.
+One binned Dataset per run (`train._dataset`), the product's LightGBM parameters and early stopping
+(`train._cv`, one fold), 1 thread per unit, units spread over `--workers` spawned processes.
 
 Printed per size: each run's chosen set, tree count, holdout AUC and CPU seconds per step; then
 the CPU and wall seconds of all runs with the search and without it (the search's columns left
@@ -39,25 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _early_stopped(params: dict, data, fit_rows, held_rows, max_trees: int, patience: int, every: int):
-    """Boost on `fit_rows` of `data`, stop when the held-out AUC has not improved for `patience` trees."""
-    import lightgbm as lgb
-
-    booster = lgb.Booster(params, data.subset(fit_rows))
-    booster.add_valid(data.subset(held_rows), "held_out")
-    best_auc, best_n = -1.0, 0
-    for n in range(1, max_trees + 1):
-        booster.update()
-        if n % every:
-            continue
-        auc = booster.eval_valid()[0][2]
-        if auc > best_auc:
-            best_auc, best_n = auc, n
-        elif n - best_n >= patience:
-            break
-    return best_n, best_auc
-
-
 def run_unit(X, y, cohorts, latest: str, config, X_next=None, y_next=None) -> dict:
     """One run of the forward-holdout procedure; CPU seconds of each of its steps in this process. With the
     cohort after the run's (`X_next`, `y_next`, a backtest year's test cohort), the fitted model's AUC there."""
@@ -66,30 +46,26 @@ def run_unit(X, y, cohorts, latest: str, config, X_next=None, y_next=None) -> di
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import train_test_split
 
-    from risk_model.train import _base_params, tuning_rows
+    from risk_model.train import _base_params, _cv, _dataset, tuning_rows
 
     warnings.filterwarnings("ignore", category=UserWarning)  # LightGBM's subset parameter notices
     c, t = config.dataset, config.training
     base = {**_base_params(t, c, len(y)), "num_threads": 1}
     started = time.process_time()
-    data = lgb.Dataset(X, y, params={**base, "feature_pre_filter": False}, free_raw_data=False).construct()
+    data = _dataset(X, y, base)
     if len(np.unique(cohorts)) > 1:
         held = cohorts == latest
     else:  # one cohort: a stratified fifth of it
         _, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=t.seed)
         held = np.isin(np.arange(len(y)), te)
     tune = tuning_rows(cohorts, y, t)
-    stop = {"max_trees": t.max_trees, "patience": t.early_stopping_rounds, "every": t.eval_every}
-    grid = [
-        _early_stopped({**base, **point}, data, tune[~held[tune]], tune[held[tune]], **stop) for point in t.param_grid
-    ]
+    # the product's early stopping (`train._cv`) with one fold: the held-out cohort
+    grid = [_cv({**base, **point}, data, [(tune[~held[tune]], tune[held[tune]])], t)[1:] for point in t.param_grid]
     pick = max(range(len(grid)), key=lambda i: grid[i][1])
     n_trees, auc = grid[pick]
     searched = time.process_time()
     if len(tune) < len(y):
-        n_trees, auc = _early_stopped(
-            {**base, **t.param_grid[pick]}, data, np.flatnonzero(~held), np.flatnonzero(held), **stop
-        )
+        n_trees, auc = _cv({**base, **t.param_grid[pick]}, data, [(np.flatnonzero(~held), np.flatnonzero(held))], t)[1:]
     counted = time.process_time()
     model = lgb.train({**base, **t.param_grid[pick]}, data, n_trees)
     fitted = time.process_time()
@@ -128,7 +104,7 @@ def measure(n: int, workers: int) -> None:
         rows = np.flatnonzero(np.isin(cohorts, order[:k]))
         part = history.iloc[rows]
         levels = category_levels(part, c)
-        X = to_lightgbm(build_features(part, c, levels))
+        X = build_features(part, c, levels)
         nxt = np.flatnonzero(cohorts == order[k]) if k < len(order) else None
         X_next = None if nxt is None else to_lightgbm(build_features(history.iloc[nxt], c, levels))
         units.append((X, y[rows], cohorts[rows], order[k - 1], config, X_next, None if nxt is None else y[nxt]))
