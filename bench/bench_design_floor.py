@@ -14,7 +14,7 @@ there is one), and
               cohorts, stopped early on all of the held-out one;
   fit         the chosen set on all the run's rows with that many trees.
 One binned Dataset per run (`train._dataset`), the product's LightGBM parameters and early stopping
-(`train._cv`, one fold), 1 thread per unit, units spread over `--workers` spawned processes.
+(`train._cv`, one fold), 1 thread per unit, units spread over `--workers` spawned processes (`flows.steps.local_pool`).
 
 Printed per size: each run's chosen set, tree count, holdout AUC and CPU seconds per step; then
 the CPU and wall seconds of all runs with the search and without it (the search's columns left
@@ -27,11 +27,9 @@ come on top.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +83,7 @@ def measure(n: int, workers: int) -> None:
     import numpy as np
     from bench_scale_train import bare_fit
 
+    from flows.steps import local_pool
     from risk_model.config import load_config
     from risk_model.demo import make_demo
     from risk_model.features import build_features, category_levels, to_lightgbm
@@ -108,10 +107,10 @@ def measure(n: int, workers: int) -> None:
         nxt = np.flatnonzero(cohorts == order[k]) if k < len(order) else None
         X_next = None if nxt is None else to_lightgbm(build_features(history.iloc[nxt], c, levels))
         units.append((X, y[rows], cohorts[rows], order[k - 1], config, X_next, None if nxt is None else y[nxt]))
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        list(pool.map(abs, range(workers)))  # started before the clock, as a flow's workers are
+    with local_pool(workers) as pool_map:  # the CLI's spawned pool
+        list(pool_map(abs, range(workers)))  # started before the clock, as a flow's workers are
         started = time.perf_counter()
-        runs = list(pool.map(run_unit, *zip(*units, strict=True)))
+        runs = list(pool_map(run_unit, *zip(*units, strict=True)))
         wall = time.perf_counter() - started
     print(f"{n:,} students ({len(y):,} training rows), {len(runs)} runs on {workers} process(es):")
     for k, r in zip(range(len(order), 0, -1), runs, strict=True):
